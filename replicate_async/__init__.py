@@ -1,0 +1,59 @@
+"""replicate_async: an asyncio-native client for Replicate's HTTP API."""
+
+from ._transport import Timeouts
+from ._version import __version__
+from .client import AsyncReplicate, ClientConfig
+from .errors import (
+    PredictionCanceled,
+    PredictionFailed,
+    RateLimitError,
+    ReplicateError,
+)
+from .fanout import RunResult
+from .files import FileOutput, SavedFile
+from .limits import RateLimits
+from .polling import PollPolicy
+from .retry import RetryPolicy
+from .types import (
+    Account,
+    Collection,
+    Deployment,
+    File,
+    Hardware,
+    Model,
+    Page,
+    Prediction,
+    Status,
+    Training,
+    Version,
+    WebhookSecret,
+)
+
+__all__ = [
+    "Account",
+    "AsyncReplicate",
+    "ClientConfig",
+    "Collection",
+    "Deployment",
+    "File",
+    "FileOutput",
+    "Hardware",
+    "Model",
+    "Page",
+    "PollPolicy",
+    "Prediction",
+    "PredictionCanceled",
+    "PredictionFailed",
+    "RateLimitError",
+    "RateLimits",
+    "ReplicateError",
+    "RetryPolicy",
+    "RunResult",
+    "SavedFile",
+    "Status",
+    "Timeouts",
+    "Training",
+    "Version",
+    "WebhookSecret",
+    "__version__",
+]

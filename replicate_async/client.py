@@ -1,0 +1,440 @@
+"""``AsyncReplicate``: frozen config, lifecycle, the resources, and the one request path.
+
+Every API call goes through :meth:`AsyncReplicate.request`: the rate limiter grants a
+token, the transport sends, the reply's ``ratelimit-*`` headers correct the limiter, an
+error status becomes an error, and the retry policy decides whether to go round again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import attrs
+import cattrs
+
+from . import convert
+from ._aiter import AsyncIteratorHandle
+from ._transport import Response, Timeouts, Transport
+from ._version import __version__
+from .errors import (
+    TOKEN_HELP,
+    AuthenticationError,
+    ConnectError,
+    CreateOutcomeUnknownError,
+    MalformedResponseError,
+    PredictionCanceled,
+    PredictionFailed,
+    RequestTimeoutError,
+    ServerError,
+    TransportError,
+    error_from_response,
+    parse_problem,
+)
+from .fanout import RunResult, run_many
+from .files import decode_output
+from .limits import RateLimits, TokenBucket
+from .polling import PollPolicy
+from .refs import parse_ref
+from .resources import (
+    Account,
+    Collections,
+    Deployments,
+    Hardware,
+    Models,
+    Predictions,
+    Trainings,
+    Webhooks,
+)
+from .retry import Failure, RetryPolicy, decide, parse_retry_after
+from .types import Prediction, Status
+
+__all__ = ["DEFAULT_BASE_URL", "AsyncReplicate", "ClientConfig"]
+
+T = TypeVar("T")
+
+DEFAULT_BASE_URL = "https://api.replicate.com/v1"
+
+
+def _redacted(token: str | None) -> str:
+    return "None" if token is None else "'r8_…'"
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Everything a client was configured with, read once and frozen.
+
+    The token is kept out of ``repr``: printing a config (or a client) never shows it.
+    """
+
+    api_token: str | None = attrs.field(repr=_redacted)
+    base_url: str
+    rate_limits: RateLimits
+    max_connections: int
+    timeouts: Timeouts
+    retry: RetryPolicy
+    polling: PollPolicy
+    user_agent: str
+
+    @property
+    def origin(self) -> tuple[str, str]:
+        """(scheme, host:port) of the API: the only origin that ever gets the token."""
+        parts = urlsplit(self.base_url)
+        return parts.scheme.lower(), parts.netloc.lower()
+
+
+class AsyncReplicate:
+    """An asyncio client for Replicate's HTTP API.
+
+    Use it as ``async with AsyncReplicate() as client:`` or call ``await client.aclose()``
+    when done. One client holds one connection pool; share it across tasks of one event
+    loop rather than making one per request.
+    """
+
+    def __init__(
+        self,
+        api_token: str | None = None,
+        base_url: str | None = None,
+        *,
+        rate_limits: RateLimits | None = None,
+        max_connections: int = 100,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        polling: PollPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        token = api_token if api_token is not None else os.environ.get("REPLICATE_API_TOKEN")
+        url = base_url or os.environ.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"base_url must be an absolute http(s) URL like {DEFAULT_BASE_URL!r}, got {url!r}"
+            )
+        self.config = ClientConfig(
+            api_token=token.strip() if token else None,
+            base_url=url.rstrip("/"),
+            rate_limits=rate_limits or RateLimits(),
+            max_connections=max_connections,
+            timeouts=timeouts or Timeouts(),
+            retry=retry or RetryPolicy(),
+            polling=polling or PollPolicy(),
+            user_agent=f"replicate-async/{__version__}",
+        )
+        self._sleep = sleep or asyncio.sleep
+        self._transport = Transport(
+            max_connections=max_connections,
+            timeouts=self.config.timeouts,
+            user_agent=self.config.user_agent,
+            session=session,
+        )
+        self._create_bucket: TokenBucket = self.config.rate_limits.create_bucket()
+        self._other_bucket: TokenBucket = self.config.rate_limits.other_bucket()
+
+        self.predictions = Predictions(self)
+        self.models = Models(self)
+        self.deployments = Deployments(self)
+        self.trainings = Trainings(self)
+        self.hardware = Hardware(self)
+        self.account = Account(self)
+        self.webhooks = Webhooks(self)
+        self.collections = Collections(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._transport.closed else "open"
+        return f"<AsyncReplicate {self.config.base_url} {state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncReplicate:
+        self._transport.ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless you passed your own session). Idempotent."""
+        await self._transport.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` has run."""
+        return self._transport.closed
+
+    # -- the one request path ------------------------------------------------------------
+
+    def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
+        url = path if path.startswith(("http://", "https://")) else self.config.base_url + path
+        if params:
+            query = urlencode({k: v for k, v in params.items() if v is not None})
+            if query:
+                url += ("&" if "?" in url else "?") + query
+        return url
+
+    def _is_api_origin(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return (parts.scheme.lower(), parts.netloc.lower()) == self.config.origin
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        is_create: bool = False,
+        prefer_wait: bool | float | None = None,
+    ) -> Response:
+        """Send one API request through limiter, transport, error mapping and retries.
+
+        ``path`` is relative to ``base_url`` or an absolute URL on the API's origin (a
+        ``next`` page link). ``is_create`` selects the create rate limit and the strict
+        retry rule: a create is re-sent only when the server provably did not act.
+        """
+        self._transport.ensure_open()
+        url = self._url(path, params)
+        if not self._is_api_origin(url):
+            raise ValueError(
+                f"{url!r} is not on the API's origin ({self.config.base_url}); refusing to "
+                "send the API token there."
+            )
+        token = self.config.api_token
+        if not token:
+            raise AuthenticationError(
+                f"No Replicate API token. {TOKEN_HELP}", method=method, url=url
+            )
+        send_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        read_timeout: float | None = None
+        if prefer_wait is not None and prefer_wait is not False:
+            # The server holds the reply up to N seconds (60 when unspecified).
+            seconds = 60.0 if prefer_wait is True else float(prefer_wait)
+            send_headers["Prefer"] = "wait" if prefer_wait is True else f"wait={int(seconds)}"
+            read_timeout = max(
+                self.config.timeouts.read, seconds + self.config.timeouts.wait_margin
+            )
+        if json_body is not None:
+            content = json.dumps(json_body, separators=(",", ":")).encode()
+            content_type = "application/json"
+        if content_type:
+            send_headers["Content-Type"] = content_type
+        if headers:
+            send_headers.update(headers)
+        bucket = self._create_bucket if is_create else self._other_bucket
+        policy = self.config.retry
+        attempt = 0
+        first_sent: datetime | None = None
+        while True:
+            attempt += 1
+            await bucket.acquire()
+            if first_sent is None:
+                first_sent = datetime.now(timezone.utc)
+            try:
+                resp = await self._transport.send(
+                    method, url, headers=send_headers, data=content, read_timeout=read_timeout
+                )
+            except TransportError as exc:
+                failure = (
+                    Failure.NOT_SENT
+                    if isinstance(exc, ConnectError)
+                    else Failure.TIMEOUT
+                    if isinstance(exc, RequestTimeoutError)
+                    else Failure.LOST
+                )
+                delay = decide(
+                    policy,
+                    is_create=is_create,
+                    failure=failure,
+                    status=None,
+                    attempt=attempt,
+                    server_delay=None,
+                )
+                if delay is None:
+                    if is_create and failure is not Failure.NOT_SENT:
+                        raise CreateOutcomeUnknownError(
+                            f"{exc.message} The create was sent, so the prediction may exist; "
+                            "it was not re-sent, to avoid running the model twice. Look for it "
+                            "with client.predictions.list() (sent between "
+                            f"{first_sent.isoformat()} and "
+                            f"{datetime.now(timezone.utc).isoformat()}) before creating it again.",
+                            method=method,
+                            url=url,
+                            sent_after=first_sent,
+                            sent_before=datetime.now(timezone.utc),
+                        ) from exc
+                    raise
+                await self._sleep(delay)
+                continue
+            self._observe(bucket, resp)
+            if resp.status < 400:
+                return resp
+            parsed, _, _ = parse_problem(resp.body)
+            server_delay = parse_retry_after(resp.headers, parsed, now=time.time())
+            error = error_from_response(
+                method, url, resp.status, resp.reason, resp.body, retry_after=server_delay
+            )
+            if resp.status == 429:
+                # The whole bucket waits, not only this request: the others would get 429 too.
+                bucket.pause(server_delay if server_delay is not None else 1.0)
+            delay = decide(
+                policy,
+                is_create=is_create,
+                failure=Failure.STATUS,
+                status=resp.status,
+                attempt=attempt,
+                server_delay=server_delay,
+            )
+            if delay is None:
+                if is_create and isinstance(error, ServerError):
+                    error.message += (
+                        " The prediction may have been created anyway; it was not re-sent. "
+                        "Check client.predictions.list() before creating it again."
+                    )
+                    error.args = (error.message,)
+                raise error
+            await self._sleep(delay)
+
+    @staticmethod
+    def _observe(bucket: TokenBucket, resp: Response) -> None:
+        remaining = resp.headers.get("ratelimit-remaining")
+        if remaining is not None:
+            with contextlib.suppress(ValueError):
+                bucket.observe(float(remaining))
+
+    def decode(self, resp: Response, cls: type[T], method: str = "", url: str = "") -> T:
+        """Structure a reply's JSON body into ``cls``; a body that is not one is an error."""
+        try:
+            data = json.loads(resp.body)
+        except ValueError:
+            snippet = resp.body[:120].decode("utf-8", "replace")
+            raise MalformedResponseError(
+                f"{method} {url}: expected JSON from the API, got {snippet!r} "
+                f"(status {resp.status}). Check base_url points at the API (ending in /v1).",
+                status=resp.status,
+                method=method,
+                url=url,
+            ) from None
+        try:
+            return convert.structure(data, cls)
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+            raise MalformedResponseError(
+                f"{method} {url}: the reply does not look like a {getattr(cls, '__name__', cls)} "
+                f"({exc}).",
+                status=resp.status,
+                method=method,
+                url=url,
+            ) from exc
+
+    async def request_json(self, method: str, path: str, cls: type[T], **kwargs: Any) -> T:
+        """:meth:`request`, then :meth:`decode` the body into ``cls``."""
+        resp = await self.request(method, path, **kwargs)
+        return self.decode(resp, cls, method, self._url(path, kwargs.get("params")))
+
+    # -- the main jobs -------------------------------------------------------------------
+
+    async def run(
+        self,
+        ref: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        wait: bool | float = True,
+        use_file_output: bool = True,
+        timeout: float | None = None,
+        webhook: str | None = None,
+        webhook_events_filter: Iterable[str] | None = None,
+        cancel_after: str | float | None = None,
+    ) -> Any:
+        """Run a model and return its output.
+
+        ``ref`` is ``owner/name``, ``owner/name:version`` or a version id. ``wait=True``
+        asks the server to hold the reply until done (``Prefer: wait``), a number of
+        seconds holds it that long (1-60), ``False`` does not; either way the prediction
+        is then polled until it ends (at most ``timeout`` seconds, if given). Output URLs
+        become :class:`FileOutput` unless ``use_file_output=False``.
+
+        Raises :class:`PredictionFailed` or :class:`PredictionCanceled` if it ends badly.
+        """
+        target = parse_ref(ref)
+        prediction = await self.predictions._create_target(
+            target,
+            input,
+            wait=wait,
+            webhook=webhook,
+            webhook_events_filter=webhook_events_filter,
+            cancel_after=cancel_after,
+        )
+        if not prediction.done:
+            prediction = await self.predictions.wait(prediction, timeout=timeout)
+        return self.output_of(prediction, use_file_output=use_file_output)
+
+    def output_of(self, prediction: Prediction, *, use_file_output: bool = True) -> Any:
+        """The output of a finished prediction, or the error it ended with."""
+        raise_for_status(prediction)
+        if use_file_output:
+            return decode_output(prediction.output, self._transport)
+        return prediction.output
+
+    def run_many(
+        self,
+        ref: str,
+        inputs: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        concurrency: int = 50,
+        wait: bool | float = True,
+        use_file_output: bool = True,
+        timeout: float | None = None,
+    ) -> AsyncIteratorHandle[RunResult]:
+        """Run a model once per input, yielding :class:`RunResult` in completion order.
+
+        At most ``concurrency`` predictions are in flight and inputs are pulled from
+        ``inputs`` only as slots free up, so memory stays bounded for any number of
+        inputs. One failure does not stop the others: it is in its result's ``error``.
+        """
+        target = parse_ref(ref)
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+
+        async def one(item: Mapping[str, Any]) -> Any:
+            prediction = await self.predictions._create_target(target, item, wait=wait)
+            if not prediction.done:
+                prediction = await self.predictions.wait(prediction, timeout=timeout)
+            return prediction, self.output_of(prediction, use_file_output=use_file_output)
+
+        return AsyncIteratorHandle(run_many(one, inputs, concurrency))
+
+
+def raise_for_status(prediction: Prediction) -> None:
+    """Raise the matching error if a prediction ended failed, canceled or aborted."""
+    if prediction.status == Status.FAILED:
+        logs = (prediction.logs or "").strip()
+        tail = "\n".join(logs.splitlines()[-10:])
+        message = f"Prediction {prediction.id} failed: {prediction.error or 'no error given'}"
+        if tail:
+            message += f"\nLast log lines:\n{tail}"
+        raise PredictionFailed(message, prediction=prediction)
+    if prediction.status in (Status.CANCELED, Status.ABORTED):
+        why = (
+            "was canceled"
+            if prediction.status == Status.CANCELED
+            else "was aborted before it started (its Cancel-After deadline passed first)"
+        )
+        raise PredictionCanceled(f"Prediction {prediction.id} {why}.", prediction=prediction)

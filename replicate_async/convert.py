@@ -1,0 +1,97 @@
+"""The one cattrs converter that turns API JSON into the payload classes, and its hooks.
+
+Rules (all here, none on the classes):
+
+- unknown keys are ignored (the API adds fields); ``make_converter(forbid_extra_keys=True)``
+  builds the strict twin the drift test uses to notice them first;
+- a missing key takes the field's default (``None`` for everything optional);
+- timestamps become timezone-aware ``datetime``: ``Z`` or an offset, any number of
+  fractional digits (the API sends nine; ``datetime`` keeps six), on every Python >= 3.10;
+- ``Any`` fields (``output``, ``input`` values) are passed through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import cattrs
+
+__all__ = ["converter", "make_converter", "parse_datetime"]
+
+T = TypeVar("T")
+
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$",
+    re.IGNORECASE,
+)
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse an RFC 3339 timestamp as the API writes it into an aware datetime.
+
+    ``datetime.fromisoformat`` on 3.10 rejects both ``Z`` and nine fractional digits,
+    so this is done by hand. A timestamp with no offset is taken as UTC.
+    """
+    match = _ISO.match(value.strip())
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+    year, month, day, hour, minute, second, frac, offset = match.groups()
+    # Keep microseconds: truncate (never round: rounding could carry into the next second).
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    tz = timezone.utc
+    if offset and offset.upper() != "Z":
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        tz = timezone(sign * delta)
+    return datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second or 0),
+        micro,
+        tzinfo=tz,
+    )
+
+
+def _structure_datetime(value: Any, _: type) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    return parse_datetime(str(value))
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _structure_float(value: Any, _: type) -> float:
+    # bool is an int subclass; a True where a number belongs is drift, not a number.
+    if isinstance(value, bool):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def make_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
+    """Build a converter with every hook this library uses."""
+    conv = cattrs.Converter(forbid_extra_keys=forbid_extra_keys)
+    conv.register_structure_hook(datetime, _structure_datetime)
+    conv.register_unstructure_hook(datetime, _unstructure_datetime)
+    conv.register_structure_hook(float, _structure_float)
+    return conv
+
+
+#: The converter the client uses. Built once at import; it holds no mutable state that
+#: differs between clients, and cattrs caches its generated functions on it.
+converter = make_converter()
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Structure ``data`` into ``cls`` with the shared converter."""
+    return converter.structure(data, cls)

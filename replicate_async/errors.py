@@ -1,0 +1,319 @@
+"""The error tree, and the one place that turns an HTTP reply into an error.
+
+::
+
+    ReplicateError                      every error this library raises
+    ├── APIError                        the server answered with an error status
+    │   ├── BadRequestError             400
+    │   ├── AuthenticationError         401 (also: no token configured, before any request)
+    │   ├── PermissionDeniedError       403
+    │   ├── NotFoundError               404
+    │   ├── PayloadTooLargeError        413 (also: a file input over the limit, before sending)
+    │   ├── ValidationError             422
+    │   ├── RateLimitError              429, with ``retry_after``
+    │   └── ServerError                 5xx
+    ├── TransportError                  no usable reply
+    │   ├── ConnectError                could not connect: the request was never sent
+    │   ├── RequestTimeoutError         timed out (the request may have been acted on)
+    │   ├── ConnectionLostError         connection dropped after sending
+    │   ├── MalformedResponseError      a 2xx reply whose body is not what the API sends
+    │   └── CreateOutcomeUnknownError   a create failed after it was sent: it may exist
+    ├── PredictionError                 a prediction ended badly; ``.prediction`` has it
+    │   ├── PredictionFailed            status ``failed``
+    │   └── PredictionCanceled          status ``canceled`` or ``aborted``
+    ├── UnknownStatusError              the server reported a status this client does not know
+    ├── WaitTimeoutError                ``wait(timeout=...)`` ran out (also a ``TimeoutError``)
+    └── ClientClosedError               the client was closed, or used from another event loop
+
+Every error carries ``status``, ``title``, ``detail``, ``method`` and ``url`` (``None`` where
+they do not apply). None of them ever holds the API token: requests carry it only in a
+header, and headers are never copied into an error.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .types import Prediction
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConnectError",
+    "ConnectionLostError",
+    "CreateOutcomeUnknownError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "PredictionCanceled",
+    "PredictionError",
+    "PredictionFailed",
+    "RateLimitError",
+    "ReplicateError",
+    "RequestTimeoutError",
+    "ServerError",
+    "TransportError",
+    "UnknownStatusError",
+    "ValidationError",
+    "WaitTimeoutError",
+    "error_from_response",
+]
+
+TOKEN_HELP = (
+    "Pass api_token=... to AsyncReplicate or set the REPLICATE_API_TOKEN environment variable "
+    "(create a token at https://replicate.com/account/api-tokens)."
+)
+
+
+class ReplicateError(Exception):
+    """Base class of every error raised by replicate_async."""
+
+    status: int | None
+    title: str | None
+    detail: str | None
+    method: str | None
+    url: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        title: str | None = None,
+        detail: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.method = method
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status!r})"
+
+
+class APIError(ReplicateError):
+    """The API answered with an error status; ``body`` is its parsed problem document."""
+
+    body: Any
+
+    def __init__(self, message: str, *, body: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.body = body
+
+
+class BadRequestError(APIError):
+    """400: the request was malformed."""
+
+
+class AuthenticationError(APIError):
+    """401, or no API token configured at all (then ``status`` is None and nothing was sent)."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the token may not do this."""
+
+
+class NotFoundError(APIError):
+    """404: no such model, version, deployment, prediction or page."""
+
+
+class PayloadTooLargeError(APIError):
+    """413: a body (usually a file upload) is over the server's limit."""
+
+
+class ValidationError(APIError):
+    """422: the input or the target does not validate."""
+
+
+class RateLimitError(APIError):
+    """429: throttled. ``retry_after`` is the server's hint in seconds, if it gave one."""
+
+    retry_after: float | None
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: Replicate (or a proxy in front of it) failed."""
+
+
+class TransportError(ReplicateError):
+    """No usable reply: the connection failed, timed out, or the body made no sense."""
+
+
+class ConnectError(TransportError):
+    """Could not connect. The request was never sent, so it is always safe to send again."""
+
+
+class RequestTimeoutError(TransportError):
+    """The request timed out. If it was sent, the server may have acted on it."""
+
+
+class ConnectionLostError(TransportError):
+    """The connection dropped after the request was sent."""
+
+
+class MalformedResponseError(TransportError):
+    """A successful status with a body that is not what the API sends (bad JSON, HTML...)."""
+
+
+class CreateOutcomeUnknownError(TransportError):
+    """A create failed after it was sent: the prediction may exist.
+
+    It is never re-sent automatically, because that could run (and bill) the model twice.
+    ``sent_after`` and ``sent_before`` bound when it was sent, to look for it with
+    ``client.predictions.list()`` (newest first) before creating it again.
+    """
+
+    def __init__(
+        self, message: str, *, sent_after: Any = None, sent_before: Any = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.sent_after = sent_after
+        self.sent_before = sent_before
+
+
+class PredictionError(ReplicateError):
+    """A prediction reached a bad terminal state; ``prediction`` is its last snapshot."""
+
+    def __init__(self, message: str, *, prediction: Prediction, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.prediction = prediction
+
+
+class PredictionFailed(PredictionError):
+    """The prediction's status is ``failed``: the model raised. Its error and logs are here."""
+
+
+class PredictionCanceled(PredictionError):
+    """The prediction was ``canceled`` (by a cancel call) or ``aborted`` (never started)."""
+
+
+class UnknownStatusError(ReplicateError):
+    """The server reported a prediction status this client does not know.
+
+    Raised instead of polling forever. ``prediction`` is the snapshot that carried it.
+    """
+
+    def __init__(self, message: str, *, prediction: Prediction, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.prediction = prediction
+
+
+class WaitTimeoutError(ReplicateError, TimeoutError):
+    """Waiting for a prediction took longer than the timeout given. It keeps running."""
+
+    def __init__(self, message: str, *, prediction: Prediction, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.prediction = prediction
+
+
+class ClientClosedError(ReplicateError, RuntimeError):
+    """The client is closed, or is being used from an event loop other than its own."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: ValidationError,
+    429: RateLimitError,
+}
+
+_HINTS: dict[type[APIError], str] = {
+    AuthenticationError: "Check your API token. " + TOKEN_HELP,
+    PermissionDeniedError: "Your token is valid but may not do this; check its account.",
+    NotFoundError: "Check the owner/name, version id or prediction id, and that your token can "
+    "see it.",
+    PayloadTooLargeError: "Send a smaller body: files over 100 MB must be hosted elsewhere and "
+    "passed as a URL.",
+    ValidationError: "Check the input against the model's schema "
+    "(await client.models.get('owner/name')).latest_version.openapi_schema.",
+    RateLimitError: "Slow down, or raise the limit; the client waits and retries by itself "
+    "within its retry policy.",
+    ServerError: "Replicate had a problem; retry later, and see https://replicatestatus.com.",
+    BadRequestError: "The request was malformed; check the arguments.",
+}
+
+_TAG = re.compile(r"<[^>]+>")
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+_MAX_DETAIL = 500
+
+
+def _text_detail(text: str) -> str | None:
+    """Reduce a non-JSON body (plain text or a proxy's HTML page) to one readable line."""
+    match = _HTML_TITLE.search(text)
+    if match:
+        text = match.group(1)
+    elif "<" in text and ">" in text:
+        text = _TAG.sub(" ", text)
+    text = _SPACES.sub(" ", html.unescape(text)).strip()
+    if not text:
+        return None
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
+
+
+def parse_problem(body: bytes) -> tuple[Any, str | None, str | None]:
+    """Split an error body into (parsed JSON or None, title, detail), whatever its format."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        parsed: Any = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None, None, _text_detail(text)
+    if isinstance(parsed, dict):
+        title = parsed.get("title")
+        detail = parsed.get("detail")
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail)
+        return parsed, title if isinstance(title, str) else None, detail
+    return parsed, None, _text_detail(text)
+
+
+def error_from_response(
+    method: str,
+    url: str,
+    status: int,
+    reason: str | None,
+    body: bytes,
+    *,
+    retry_after: float | None = None,
+) -> APIError:
+    """Build the error for a non-2xx reply: the class from the status, text from the body."""
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIError)
+    parsed, title, detail = parse_problem(body)
+    title = title or reason or None
+    what = f"{method} {url} failed with {status}" + (f" {title}" if title else "")
+    message = what + (f": {detail}" if detail else "")
+    hint = _HINTS.get(cls)
+    if cls is RateLimitError and retry_after is not None:
+        hint = f"The server asks to wait {retry_after:g} s. " + (hint or "")
+    if hint:
+        message += f". {hint}" if not message.endswith(".") else f" {hint}"
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "title": title,
+        "detail": detail,
+        "method": method,
+        "url": url,
+        "body": parsed,
+    }
+    if cls is RateLimitError:
+        return RateLimitError(message, retry_after=retry_after, **kwargs)
+    return cls(message, **kwargs)

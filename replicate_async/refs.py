@@ -1,0 +1,97 @@
+"""Pure parsing of model references into the create endpoint and body they call for.
+
+``owner/name`` runs the model's current version through the models endpoint (official
+models), ``owner/name:version`` and a bare 64-hex version id go to ``POST /predictions``,
+and a deployment goes to the deployments endpoint. A malformed reference is a
+``ValueError`` here, before any request is made.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+__all__ = ["Target", "deployment_target", "model_target", "parse_ref", "split_owner_name"]
+
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+_OWNER_NAME = re.compile(rf"^({_NAME})/({_NAME})$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+
+_FORMS = (
+    "Use 'owner/name' (the model's current version), 'owner/name:<version id>', "
+    "or a bare 64-character version id."
+)
+
+
+@attrs.frozen
+class Target:
+    """Where a create goes: the path to POST to, and what to add to its JSON body."""
+
+    path: str
+    body: dict[str, Any] = attrs.field(factory=dict)
+    #: a human-readable name for messages: "owner/name", "owner/name:abc", "deployment x/y"
+    label: str = ""
+
+
+def split_owner_name(ref: str, what: str = "model") -> tuple[str, str]:
+    """Split ``owner/name``; raise ``ValueError`` saying the expected form otherwise."""
+    if not isinstance(ref, str):
+        raise TypeError(f"{what} must be a str like 'owner/name', got {type(ref).__name__}")
+    match = _OWNER_NAME.match(ref.strip())
+    if match is None:
+        raise ValueError(f"Invalid {what} {ref!r}: expected 'owner/name'.")
+    return match.group(1), match.group(2)
+
+
+def model_target(ref: str) -> Target:
+    """The target for an ``owner/name`` model (no version)."""
+    owner, name = split_owner_name(ref)
+    return Target(f"/models/{quote(owner)}/{quote(name)}/predictions", {}, f"{owner}/{name}")
+
+
+def version_target(version: str) -> Target:
+    """The target for ``POST /predictions`` with a version id, ``owner/name:id`` accepted."""
+    if not isinstance(version, str):
+        raise TypeError(f"version must be a str, got {type(version).__name__}")
+    version = version.strip()
+    _, sep, vid = version.rpartition(":")
+    if sep:
+        owner_name = version[: -len(vid) - 1]
+        split_owner_name(owner_name)
+        if not vid or _VERSION.match(vid) is None:
+            raise ValueError(
+                f"Invalid model reference {version!r}: empty or malformed version id. {_FORMS}"
+            )
+        return Target("/predictions", {"version": vid}, version)
+    if _VERSION.match(version) is None:
+        raise ValueError(f"Invalid version id {version!r}. {_FORMS}")
+    return Target("/predictions", {"version": version}, version)
+
+
+def deployment_target(ref: str) -> Target:
+    """The target for a deployment, ``owner/name``."""
+    owner, name = split_owner_name(ref, "deployment")
+    return Target(
+        f"/deployments/{quote(owner)}/{quote(name)}/predictions", {}, f"deployment {owner}/{name}"
+    )
+
+
+def parse_ref(ref: str) -> Target:
+    """Parse what ``run()`` and ``stream()`` accept into a :class:`Target`."""
+    if not isinstance(ref, str):
+        raise TypeError(f"model reference must be a str, got {type(ref).__name__}. {_FORMS}")
+    text = ref.strip()
+    if _VERSION_ID.match(text):
+        return Target("/predictions", {"version": text}, text)
+    if ":" in text:
+        return version_target(text)
+    if "/" in text:
+        try:
+            return model_target(text)
+        except ValueError:
+            pass
+    raise ValueError(f"Invalid model reference {ref!r}. {_FORMS}")
