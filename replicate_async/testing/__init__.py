@@ -1,0 +1,215 @@
+"""A real, local Replicate API server for tests: ``async with Emulator() as emu:``.
+
+It listens on 127.0.0.1 (random ports), speaks Replicate's HTTP API closely enough that
+any client works against it (this one, the official one, curl), and serves built-in
+deterministic models under the owner ``emulator`` plus any model you register as a
+Python function. See the README's "Testing with the emulator" section.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ._app import ApiState, Fault, build_api_app, build_delivery_app
+from ._builtin import builtin_models
+from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
+
+__all__ = ["Emulator", "Fault", "ModelSpec", "RunContext"]
+
+
+class Emulator:
+    """Replicate's API on 127.0.0.1, for tests and demos.
+
+    ``url`` is the base URL (ending in ``/v1``) and ``token`` a valid API token; pass both
+    to a client. ``start_delay`` is how long predictions stay ``starting``; ``page_size``
+    the size of list pages. Rate-limit headers are always sent; with
+    ``enforce_limits=True`` requests over ``create_per_minute`` / ``other_per_minute``
+    get 429 as on the real service.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_delay: float = 0.0,
+        page_size: int = 100,
+        create_per_minute: float = 600,
+        other_per_minute: float = 3000,
+        enforce_limits: bool = False,
+    ) -> None:
+        self.token = token or "r8_emulator_" + secrets.token_hex(16)
+        self.host = host
+        self._port = port
+        self._store = JobStore(start_delay=start_delay, delivery_url=lambda: self.delivery_url)
+        for spec in builtin_models():
+            self._store.add_model(spec)
+        self._state = ApiState(
+            store=self._store,
+            tokens={self.token},
+            page_size=page_size,
+            create_per_minute=create_per_minute,
+            other_per_minute=other_per_minute,
+            enforce_limits=enforce_limits,
+        )
+        self.webhook_secret = "whsec_" + secrets.token_urlsafe(24)
+        self._runners: list[web.AppRunner] = []
+        self._url: str | None = None
+        self._delivery_url: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> Emulator:
+        """Start listening (the API and the delivery host, each on its own port)."""
+        if self._runners:
+            return self
+        api = build_api_app(self._state, self.webhook_secret)
+        delivery = build_delivery_app(self._state)
+        self._url = f"http://{self.host}:{await self._serve(api, self._port)}/v1"
+        self._delivery_url = f"http://{self.host}:{await self._serve(delivery, 0)}"
+        return self
+
+    async def _serve(self, app: web.Application, port: int) -> int:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, port)
+        await site.start()
+        self._runners.append(runner)
+        return int(runner.addresses[-1][1])
+
+    async def stop(self) -> None:
+        """Stop running predictions and close every listener and connection."""
+        await self._store.close()
+        runners, self._runners = self._runners, []
+        for runner in runners:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Emulator:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The API base URL, including ``/v1``."""
+        if self._url is None:
+            raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
+        return self._url
+
+    @property
+    def delivery_url(self) -> str:
+        """Where output files are served (another port: another origin, as on Replicate)."""
+        if self._delivery_url is None:
+            raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
+        return self._delivery_url
+
+    # -- models ------------------------------------------------------------------------
+
+    def add_model(
+        self,
+        ref: str,
+        fn: ModelFunction,
+        *,
+        inputs: dict[str, tuple[str, Any]] | None = None,
+        description: str | None = None,
+        streams: bool = False,
+    ) -> ModelSpec:
+        """Serve ``fn(input, ctx)`` as model ``owner/name``; returns its spec (``.version``).
+
+        ``fn`` may be sync or async; it returns the output, and may call ``ctx.log()``,
+        ``ctx.emit()`` and ``ctx.file()``. Raising makes the prediction ``failed``.
+        ``inputs`` (``{"name": ("string", default_or_...)}``) turns bad input into 422.
+        """
+        owner, sep, name = ref.partition("/")
+        if not sep or not owner or not name or "/" in name:
+            raise ValueError(f"model ref must be 'owner/name', got {ref!r}")
+        spec = ModelSpec(
+            owner=owner, name=name, fn=fn, inputs=inputs, description=description, streams=streams
+        )
+        return self._store.add_model(spec)
+
+    def model(self, ref: str, **kwargs: Any) -> Callable[[ModelFunction], ModelFunction]:
+        """Decorator form of :meth:`add_model`."""
+
+        def register(fn: ModelFunction) -> ModelFunction:
+            self.add_model(ref, fn, **kwargs)
+            return fn
+
+        return register
+
+    def add_deployment(self, ref: str, model: str) -> None:
+        """Serve deployment ``owner/name`` running the (registered) ``model``."""
+        spec = self._store.models.get(model)
+        if spec is None:
+            raise ValueError(f"unknown model {model!r}: register it first")
+        self._store.deployments[ref] = spec
+
+    def add_token(self, token: str) -> None:
+        """Accept another API token (its predictions are separate, as on Replicate)."""
+        self._state.tokens.add(token)
+
+    # -- inspection and faults ----------------------------------------------------------
+
+    @property
+    def requests(self) -> Counter[tuple[str, str]]:
+        """Requests seen, by (method, route), e.g. ``("GET", "/predictions/{id}")``."""
+        return self._state.requests
+
+    def count(self, method: str, route: str) -> int:
+        """How many requests matched ``method`` and ``route`` (a route template)."""
+        return self._state.requests[(method.upper(), route)]
+
+    @property
+    def predictions(self) -> dict[str, Job]:
+        """Every prediction and training the emulator holds, by id (read-only use)."""
+        return self._store.jobs
+
+    @property
+    def delivery_requests(self) -> list[dict[str, str]]:
+        """Headers of every request the delivery host received."""
+        return self._state.delivery_headers
+
+    def inject(self, fault: Fault) -> None:
+        """Make the next matching request(s) fail (see :class:`Fault`)."""
+        fault.method = fault.method.upper()
+        self._state.faults.append(fault)
+
+    def fail_next(
+        self,
+        method: str,
+        route: str,
+        *,
+        status: int = 500,
+        body: bytes | str = b"<html><body><h1>500 Internal Server Error</h1></body></html>",
+        content_type: str = "text/html",
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` matching requests with ``status`` and ``body``."""
+        data = body.encode() if isinstance(body, str) else body
+        self.inject(
+            Fault(
+                method=method,
+                route=route,
+                times=times,
+                status=status,
+                body=data,
+                content_type=content_type,
+            )
+        )
+
+    def reset_next(self, method: str, route: str, *, times: int = 1) -> None:
+        """Handle the next matching request(s), then drop the connection with no reply."""
+        self.inject(Fault(method=method, route=route, times=times, reset_after=True))

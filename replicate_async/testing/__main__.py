@@ -1,0 +1,38 @@
+"""``python -m replicate_async.testing``: run the emulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from . import Emulator
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    async with Emulator(
+        host=args.host, port=args.port, token=args.token, start_delay=args.start_delay
+    ) as emu:
+        print(f"Replicate emulator listening on {emu.url}", flush=True)
+        print(f"  export REPLICATE_BASE_URL={emu.url}")
+        print(f"  export REPLICATE_API_TOKEN={emu.token}")
+        print("Models: " + ", ".join(sorted(emu._store.models)))
+        print("Ctrl-C to stop.", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and serve."""
+    parser = argparse.ArgumentParser(prog="python -m replicate_async.testing")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8008)
+    parser.add_argument("--token", default=None, help="accepted API token (default: random)")
+    parser.add_argument("--start-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The emulator's built-in models, owner ``emulator``: deterministic, fast, documented.
+
+Users' test suites rely on these names and inputs; change them only compatibly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._jobs import ModelSpec, RunContext
+
+__all__ = ["builtin_models"]
+
+
+def _echo(input: dict[str, Any], ctx: RunContext) -> str:
+    ctx.log(f"echoing {len(input['text'])} characters")
+    return str(input["text"])
+
+
+async def _sleep(input: dict[str, Any], ctx: RunContext) -> None:
+    seconds = float(input["seconds"])
+    ctx.log(f"sleeping {seconds:g} s")
+    await ctx.sleep(seconds)
+    ctx.log("done")
+
+
+def _fail(input: dict[str, Any], ctx: RunContext) -> None:
+    ctx.log("about to fail")
+    ctx.log("Traceback (most recent call last): emulator/fail always fails")
+    raise RuntimeError(input.get("message") or "emulator/fail failed, as it always does")
+
+
+def _images(input: dict[str, Any], ctx: RunContext) -> list[str]:
+    count = int(input["num_outputs"])
+    size = int(input["size_bytes"])
+    if count < 0 or size < 0:
+        raise ValueError("num_outputs and size_bytes must be >= 0")
+    urls = []
+    for i in range(count):
+        ctx.log(f"generating image {i + 1}/{count}")
+        urls.append(ctx.file(f"out-{i}.png", size, seed=i, content_type="image/png"))
+    return urls
+
+
+async def _stream(input: dict[str, Any], ctx: RunContext) -> list[str]:
+    tokens = int(input["tokens"])
+    delay = float(input["delay"])
+    for i in range(tokens):
+        if delay:
+            await ctx.sleep(delay)
+        ctx.emit(f"token{i} ")
+    return [f"token{i} " for i in range(tokens)]
+
+
+def builtin_models() -> list[ModelSpec]:
+    """Fresh specs of every built-in model."""
+    return [
+        ModelSpec(
+            owner="emulator",
+            name="echo",
+            fn=_echo,
+            inputs={"text": ("string", ...)},
+            description="Returns its text input.",
+        ),
+        ModelSpec(
+            owner="emulator",
+            name="sleep",
+            fn=_sleep,
+            inputs={"seconds": ("number", 1.0)},
+            description="Sleeps for `seconds`, then returns null.",
+        ),
+        ModelSpec(
+            owner="emulator",
+            name="fail",
+            fn=_fail,
+            inputs={"message": ("string", None)},
+            description="Always fails, with an error and logs.",
+        ),
+        ModelSpec(
+            owner="emulator",
+            name="images",
+            fn=_images,
+            inputs={"num_outputs": ("integer", 1), "size_bytes": ("integer", 1024)},
+            description="Returns `num_outputs` file URLs of `size_bytes` deterministic bytes.",
+        ),
+        ModelSpec(
+            owner="emulator",
+            name="stream",
+            fn=_stream,
+            inputs={"tokens": ("integer", 10), "delay": ("number", 0.0)},
+            description="Produces `tokens` text chunks (an iterator of strings).",
+            streams=True,
+        ),
+    ]

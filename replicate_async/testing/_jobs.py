@@ -1,0 +1,370 @@
+"""The emulator's state with no HTTP: models, predictions and their lifecycle.
+
+A prediction is created ``starting``, turns ``processing`` after the emulator's start
+delay, runs its model's Python function and ends ``succeeded`` or ``failed``; a cancel
+ends it ``canceled``, a ``Cancel-After`` deadline ``canceled`` (or ``aborted`` if it never
+started). Everything runs on the emulator's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import secrets
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+__all__ = ["InputError", "Job", "JobStore", "ModelFunction", "ModelSpec", "RunContext"]
+
+#: A model: ``fn(input, ctx)``, sync or async, returning the output (JSON-able).
+ModelFunction = Callable[[dict[str, Any], "RunContext"], Any]
+
+
+class InputError(Exception):
+    """An input that does not validate: the create is answered with 422."""
+
+    def __init__(self, field: str, description: str, kind: str = "type") -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+        self.kind = kind
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """Format like the API: microseconds and a ``Z``."""
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def version_id_for(ref: str) -> str:
+    """A stable 64-hex version id for an emulator model."""
+    return hashlib.sha256(f"replicate-async-emulator:{ref}".encode()).hexdigest()
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+@attrs.define(kw_only=True)
+class ModelSpec:
+    """A model the emulator serves: its function and the inputs it accepts.
+
+    ``inputs`` maps each input name to ``(type, default)``, type one of ``string``,
+    ``integer``, ``number``, ``boolean``, ``any``; a default of ``...`` makes it
+    required. ``None`` accepts any input unchecked.
+    """
+
+    owner: str
+    name: str
+    fn: ModelFunction
+    inputs: dict[str, tuple[str, Any]] | None = None
+    description: str | None = None
+    streams: bool = False
+    version: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.version:
+            self.version = version_id_for(self.ref)
+
+    @property
+    def ref(self) -> str:
+        """``owner/name``."""
+        return f"{self.owner}/{self.name}"
+
+    def validate(self, data: Any) -> dict[str, Any]:
+        """Check ``data`` against ``inputs``, fill defaults; raise InputError if bad."""
+        if not isinstance(data, dict):
+            raise InputError("input", "Invalid type. Expected: object", "type")
+        if self.inputs is None:
+            return dict(data)
+        result = dict(data)
+        for key, (kind, default) in self.inputs.items():
+            if key not in data:
+                if default is ...:
+                    raise InputError("input", f"{key} is required", "required")
+                result[key] = default
+                continue
+            value = data[key]
+            allowed = _TYPES.get(kind)
+            bad_bool = isinstance(value, bool) and kind != "boolean"
+            if allowed is not None and (bad_bool or not isinstance(value, allowed)):
+                raise InputError(
+                    f"input.{key}",
+                    f"Invalid type. Expected: {kind}, given: {type(value).__name__}",
+                )
+        return result
+
+    def openapi_schema(self) -> dict[str, Any]:
+        """A minimal Cog-style schema for ``GET .../versions/{id}``."""
+        props: dict[str, Any] = {}
+        required = []
+        for key, (kind, default) in (self.inputs or {}).items():
+            prop: dict[str, Any] = {"title": key.title(), "x-order": len(props)}
+            if kind != "any":
+                prop["type"] = kind
+            if default is ...:
+                required.append(key)
+            elif default is not None:
+                prop["default"] = default
+            props[key] = prop
+        return {
+            "openapi": "3.0.2",
+            "info": {"title": "Cog", "version": "0.1.0"},
+            "components": {
+                "schemas": {"Input": {"type": "object", "properties": props, "required": required}}
+            },
+        }
+
+
+class RunContext:
+    """What a model function gets besides its input: logs, partial output, files."""
+
+    def __init__(self, job: Job, store: JobStore) -> None:
+        self._job = job
+        self._store = store
+
+    @property
+    def prediction_id(self) -> str:
+        """The id of the prediction being run."""
+        return self._job.id
+
+    def log(self, line: str) -> None:
+        """Append a line to the prediction's logs."""
+        self._job.logs += line if line.endswith("\n") else line + "\n"
+
+    def emit(self, item: Any) -> None:
+        """Append to a list output as it is produced (an iterator model)."""
+        if not isinstance(self._job.output, list):
+            self._job.output = []
+        self._job.output.append(item)
+
+    def file(
+        self,
+        name: str,
+        size: int,
+        *,
+        seed: int | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        """Publish a file of ``size`` deterministic bytes on the delivery host; its URL.
+
+        The bytes are generated when downloaded, never held in memory.
+        """
+        return self._store.publish_file(name, size, seed=seed, content_type=content_type)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep (cancellable, like a real model being stopped)."""
+        await asyncio.sleep(seconds)
+
+
+@attrs.define(kw_only=True, eq=False)
+class Job:
+    """One prediction (or training) as the server holds it."""
+
+    id: str
+    kind: str  # "prediction" or "training"
+    model: ModelSpec
+    input: dict[str, Any]
+    token: str
+    status: str = "starting"
+    output: Any = None
+    logs: str = ""
+    error: str | None = None
+    created_at: datetime = attrs.field(factory=_now)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    webhook: str | None = None
+    webhook_events_filter: list[str] | None = None
+    stream: bool = False
+    deployment: str | None = None
+    destination: str | None = None
+    deadline: datetime | None = None
+    predict_time: float | None = None
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = attrs.field(factory=asyncio.Event)
+    timer: asyncio.TimerHandle | None = None
+    seq: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the job has ended."""
+        return self.status in ("succeeded", "failed", "canceled", "aborted")
+
+    def to_json(self, base_url: str, web_url: str) -> dict[str, Any]:
+        """The job as the API returns it."""
+        # Trainings' urls point at /predictions/... on the real API too (a known quirk).
+        api = f"{base_url}/predictions/{self.id}"
+        urls: dict[str, Any] = {
+            "cancel": f"{api}/cancel",
+            "get": api,
+            "web": f"{web_url}/p/{self.id}",
+        }
+        data: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model.ref,
+            "version": self.model.version,
+            "input": self.input,
+            "logs": self.logs,
+            "output": self.output,
+            "data_removed": False,
+            "error": self.error,
+            "status": self.status,
+            "created_at": timestamp(self.created_at),
+            "started_at": timestamp(self.started_at),
+            "completed_at": timestamp(self.completed_at),
+            "urls": urls,
+            "source": "api",
+        }
+        if self.predict_time is not None:
+            data["metrics"] = {"predict_time": self.predict_time}
+        if self.deadline is not None:
+            data["deadline"] = timestamp(self.deadline)
+        if self.deployment is not None:
+            data["deployment"] = self.deployment
+        if self.webhook is not None:
+            data["webhook"] = self.webhook
+            data["webhook_events_filter"] = self.webhook_events_filter or [
+                "start",
+                "output",
+                "logs",
+                "completed",
+            ]
+        return data
+
+
+@attrs.define(kw_only=True)
+class PublishedFile:
+    """A file on the delivery host: its bytes are a function of (seed, size)."""
+
+    name: str
+    size: int
+    seed: int
+    content_type: str
+
+
+def pattern_chunks(seed: int, size: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    """Deterministic bytes for a published file, produced a chunk at a time."""
+    block = hashlib.sha256(seed.to_bytes(8, "big")).digest() * 2048  # 64 KiB pattern
+    sent = 0
+    while sent < size:
+        n = min(chunk, size - sent)
+        offset = sent % len(block)
+        piece = (block[offset:] + block)[:n]
+        sent += n
+        yield piece
+
+
+class JobStore:
+    """Every prediction and training, the models, and the lifecycle tasks."""
+
+    def __init__(self, *, start_delay: float, delivery_url: Callable[[], str]) -> None:
+        self.start_delay = start_delay
+        self.models: dict[str, ModelSpec] = {}
+        self.by_version: dict[str, ModelSpec] = {}
+        self.deployments: dict[str, ModelSpec] = {}
+        self.jobs: dict[str, Job] = {}
+        self.files: dict[str, PublishedFile] = {}
+        self._delivery_url = delivery_url
+        self._seq = 0
+
+    def add_model(self, spec: ModelSpec) -> ModelSpec:
+        """Register (or replace) a model."""
+        self.models[spec.ref] = spec
+        self.by_version[spec.version] = spec
+        return spec
+
+    def publish_file(self, name: str, size: int, *, seed: int | None, content_type: str) -> str:
+        """Register a generated file and return its delivery URL."""
+        key = secrets.token_urlsafe(12)
+        self.files[key] = PublishedFile(
+            name=name,
+            size=size,
+            seed=seed if seed is not None else len(self.files),
+            content_type=content_type,
+        )
+        return f"{self._delivery_url()}/{key}/{name}"
+
+    def new_job(self, **kwargs: Any) -> Job:
+        """Create a job and start its lifecycle."""
+        self._seq += 1
+        job = Job(id=_new_id(), seq=self._seq, **kwargs)
+        self.jobs[job.id] = job
+        job.task = asyncio.get_running_loop().create_task(self._run(job))
+        return job
+
+    async def _run(self, job: Job) -> None:
+        try:
+            if self.start_delay > 0:
+                await asyncio.sleep(self.start_delay)
+            job.status = "processing"
+            job.started_at = _now()
+            began = time.perf_counter()
+            ctx = RunContext(job, self)
+            result = job.model.fn(dict(job.input), ctx)
+            if inspect.isawaitable(result):
+                result = await result
+            job.predict_time = round(time.perf_counter() - began, 6)
+            if result is not None or job.output is None:
+                job.output = result
+            self._finish(job, "succeeded")
+        except asyncio.CancelledError:
+            # cancel() / Cancel-After already set the status; just stop.
+            if not job.terminal:
+                self._finish(job, "canceled")
+        except Exception as exc:
+            job.error = str(exc) or type(exc).__name__
+            job.logs += "".join(traceback.format_exception_only(type(exc), exc))
+            self._finish(job, "failed")
+
+    def _finish(self, job: Job, status: str) -> None:
+        job.status = status
+        job.completed_at = _now()
+        if job.timer is not None:
+            job.timer.cancel()
+        job.done.set()
+
+    def cancel(self, job: Job, *, status: str = "canceled") -> None:
+        """Stop a job that is still running; a finished one is left as it is."""
+        if job.terminal:
+            return
+        if status == "aborted" and job.started_at is not None:
+            status = "canceled"
+        self._finish(job, status)
+        if job.task is not None:
+            job.task.cancel()
+
+    def cancel_after(self, job: Job, seconds: float) -> None:
+        """Arrange for the job to be stopped after ``seconds`` (the Cancel-After header)."""
+        loop = asyncio.get_running_loop()
+        job.deadline = datetime.fromtimestamp(time.time() + seconds, tz=timezone.utc)
+        job.timer = loop.call_later(seconds, lambda: self.cancel(job, status="aborted"))
+
+    async def close(self) -> None:
+        """Stop every running job (the emulator is shutting down)."""
+        tasks = [j.task for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        for job in self.jobs.values():
+            if job.timer is not None:
+                job.timer.cancel()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _new_id() -> str:
+    # Replicate ids are 26 lowercase base32 characters.
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    return "".join(secrets.choice(alphabet) for _ in range(26))
