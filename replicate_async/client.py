@@ -112,6 +112,7 @@ class AsyncReplicate:
         polling: PollPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         token = api_token if api_token is not None else os.environ.get("REPLICATE_API_TOKEN")
         url = base_url or os.environ.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL
@@ -122,9 +123,14 @@ class AsyncReplicate:
             raise ValueError(
                 f"base_url must be an absolute http(s) URL like {DEFAULT_BASE_URL!r}, got {url!r}"
             )
+        url = url.rstrip("/")
+        if not parts.path.strip("/"):
+            # The official clients take the host alone ("https://api.replicate.com") and add
+            # /v1 themselves; accept that form too, so one REPLICATE_BASE_URL serves both.
+            url += "/v1"
         self.config = ClientConfig(
             api_token=token.strip() if token else None,
-            base_url=url.rstrip("/"),
+            base_url=url,
             rate_limits=rate_limits or RateLimits(),
             max_connections=max_connections,
             timeouts=timeouts or Timeouts(),
@@ -139,8 +145,9 @@ class AsyncReplicate:
             user_agent=self.config.user_agent,
             session=session,
         )
-        self._create_bucket: TokenBucket = self.config.rate_limits.create_bucket()
-        self._other_bucket: TokenBucket = self.config.rate_limits.other_bucket()
+        # ``sleep`` and ``clock`` are injectable so retry and rate tests run on fake time.
+        self._create_bucket: TokenBucket = self.config.rate_limits.create_bucket(clock, sleep)
+        self._other_bucket: TokenBucket = self.config.rate_limits.other_bucket(clock, sleep)
 
         self.predictions = Predictions(self)
         self.models = Models(self)

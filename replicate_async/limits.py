@@ -15,6 +15,7 @@ import attrs
 __all__ = ["RateLimits", "TokenBucket"]
 
 Clock = Callable[[], float]
+_EPSILON = 1e-9
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -116,7 +117,9 @@ class TokenBucket:
         self._refill(now)
         if now < self._paused_until:
             return self._paused_until - now
-        if self._tokens >= 1.0:
+        # Tolerance: refill arithmetic can leave 0.9999999 tokens, and a sleep of 1e-17 s
+        # would not move a float clock: without it a waiter could spin forever.
+        if self._tokens >= 1.0 - _EPSILON:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
@@ -124,7 +127,7 @@ class TokenBucket:
         """Take one token if one is available at ``now``."""
         if self.delay(now) > 0:
             return False
-        self._tokens -= 1.0
+        self._tokens = max(0.0, self._tokens - 1.0)
         return True
 
     def pause(self, seconds: float) -> None:
@@ -151,6 +154,6 @@ class TokenBucket:
             while True:
                 wait = self.delay(self._clock())
                 if wait <= 0:
-                    self._tokens -= 1.0
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return
                 await self._sleep(wait)

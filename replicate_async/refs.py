@@ -61,10 +61,9 @@ def version_target(version: str) -> Target:
     _, sep, vid = version.rpartition(":")
     if sep:
         owner_name = version[: -len(vid) - 1]
-        split_owner_name(owner_name)
-        if not vid or _VERSION.match(vid) is None:
+        if not vid or _VERSION.match(vid) is None or _OWNER_NAME.match(owner_name) is None:
             raise ValueError(
-                f"Invalid model reference {version!r}: empty or malformed version id. {_FORMS}"
+                f"Invalid model reference {version!r}: expected owner/name:<version id>. {_FORMS}"
             )
         return Target("/predictions", {"version": vid}, version)
     if _VERSION.match(version) is None:

@@ -8,6 +8,7 @@ Python function. See the README's "Testing with the emulator" section.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections import Counter
 from collections.abc import Callable
@@ -51,7 +52,9 @@ class Emulator:
         self._store = JobStore(start_delay=start_delay, delivery_url=lambda: self.delivery_url)
         for spec in builtin_models():
             self._store.add_model(spec)
+        self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         self._state = ApiState(
+            webhook_secret=self.webhook_secret,
             store=self._store,
             tokens={self.token},
             page_size=page_size,
@@ -59,7 +62,6 @@ class Emulator:
             other_per_minute=other_per_minute,
             enforce_limits=enforce_limits,
         )
-        self.webhook_secret = "whsec_" + secrets.token_urlsafe(24)
         self._runners: list[web.AppRunner] = []
         self._url: str | None = None
         self._delivery_url: str | None = None
@@ -70,7 +72,7 @@ class Emulator:
         """Start listening (the API and the delivery host, each on its own port)."""
         if self._runners:
             return self
-        api = build_api_app(self._state, self.webhook_secret)
+        api = build_api_app(self._state)
         delivery = build_delivery_app(self._state)
         self._url = f"http://{self.host}:{await self._serve(api, self._port)}/v1"
         self._delivery_url = f"http://{self.host}:{await self._serve(delivery, 0)}"
@@ -108,6 +110,11 @@ class Emulator:
         if self._url is None:
             raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
         return self._url
+
+    @property
+    def root_url(self) -> str:
+        """The base URL without ``/v1``: the form the official ``replicate`` package takes."""
+        return self.url.removesuffix("/v1")
 
     @property
     def delivery_url(self) -> str:

@@ -94,6 +94,7 @@ class ApiState:
     create_per_minute: float
     other_per_minute: float
     enforce_limits: bool
+    webhook_secret: str
     requests: Counter[tuple[str, str]] = attrs.field(factory=Counter)
     faults: list[Fault] = attrs.field(factory=list)
     delivery_headers: list[dict[str, str]] = attrs.field(factory=list)
@@ -142,6 +143,14 @@ def _route(request: web.Request) -> str:
     return canonical.removeprefix("/v1") or "/"
 
 
+def _method(request: web.Request) -> str:
+    # aiohttp's C parser (llhttp) does not know QUERY yet and reports "<unknown>"; the
+    # API's only QUERY route is search, so an unknown method there is taken as QUERY.
+    if request.method == "<unknown>":
+        return "QUERY"
+    return request.method
+
+
 def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}/v1"
 
@@ -153,8 +162,9 @@ def _base(request: web.Request) -> str:
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
     route = _route(request)
-    state.requests[(request.method, route)] += 1
-    fault = next((f for f in state.faults if f.method == request.method and f.route == route), None)
+    method = _method(request)
+    state.requests[(method, route)] += 1
+    fault = next((f for f in state.faults if f.method == method and f.route == route), None)
     if fault is not None:
         fault.times -= 1
         if fault.times <= 0:
@@ -168,7 +178,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     if scheme.lower() not in ("bearer", "token") or token.strip() not in state.tokens:
         # The real 401 carries no rate-limit headers.
         return problem(401, "You did not pass a valid authentication token", "Unauthenticated")
-    bucket = state.bucket(token.strip(), (request.method, route) in CREATE_ROUTES)
+    bucket = state.bucket(token.strip(), (method, route) in CREATE_ROUTES)
     allowed = bucket.take(time.monotonic())
     limit_headers = {
         "ratelimit-remaining": str(int(bucket.tokens)),
@@ -470,6 +480,15 @@ async def search_models(request: web.Request) -> web.Response:
     return _page(request, models, lambda m: -index[id(m)], _model_json)
 
 
+async def models_collection(request: web.Request) -> web.Response:
+    method = _method(request)
+    if method == "GET":
+        return await list_models(request)
+    if method == "QUERY":
+        return await search_models(request)
+    return problem(405, "Method Not Allowed", "Method Not Allowed")
+
+
 async def list_versions(request: web.Request) -> web.Response:
     spec = _model(request)
     if spec is None:
@@ -555,7 +574,7 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def webhook_secret(request: web.Request) -> web.Response:
-    return _json({"key": request.app["webhook_secret"]})
+    return _json({"key": request.app[STATE].webhook_secret})
 
 
 async def list_collections(request: web.Request) -> web.Response:
@@ -566,19 +585,17 @@ async def fallback(request: web.Request) -> web.Response:
     return _not_found()
 
 
-def build_api_app(state: ApiState, webhook_secret_key: str) -> web.Application:
+def build_api_app(state: ApiState) -> web.Application:
     """The API application, every route under ``/v1``."""
     app = web.Application(middlewares=[_middleware])
     app[STATE] = state
-    app["webhook_secret"] = webhook_secret_key
     r = app.router
     v = "/v1"
     r.add_post(f"{v}/predictions", create_prediction)
     r.add_get(f"{v}/predictions", list_predictions)
     r.add_get(f"{v}/predictions/{{id}}", get_prediction)
     r.add_post(f"{v}/predictions/{{id}}/cancel", cancel_prediction)
-    r.add_get(f"{v}/models", list_models)
-    r.add_route("QUERY", f"{v}/models", search_models)
+    r.add_route("*", f"{v}/models", models_collection)
     r.add_get(f"{v}/models/{{owner}}/{{name}}", get_model)
     r.add_post(f"{v}/models/{{owner}}/{{name}}/predictions", create_model_prediction)
     r.add_get(f"{v}/models/{{owner}}/{{name}}/versions", list_versions)

@@ -1,0 +1,37 @@
+"""Shared fixtures: a fresh emulator and a client pointed at it, with fast polling."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from replicate_async import AsyncReplicate, PollPolicy
+from replicate_async.testing import Emulator
+
+REFERENCE = Path(
+    os.environ.get("REPLICATE_REFERENCE_DIR", Path(__file__).parents[2] / "shared" / "reference")
+)
+PAYLOADS = REFERENCE / "payloads"
+
+#: polls every 20-100 ms, so end-to-end tests of slow predictions stay fast
+FAST_POLLING = PollPolicy(first=0.02, factor=1.5, cap=0.1)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+async def client(emulator: Emulator) -> AsyncIterator[AsyncReplicate]:
+    async with AsyncReplicate(
+        api_token=emulator.token, base_url=emulator.url, polling=FAST_POLLING
+    ) as c:
+        yield c
+        # Every test leaves the pool with nothing checked out: no leaked connection.
+        in_use, _ = c._transport.connector_stats()
+        assert in_use == 0, f"{in_use} connections still in use at the end of the test"

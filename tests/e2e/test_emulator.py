@@ -1,0 +1,105 @@
+"""The emulator as a product: any client works, the fixture, the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import replicate
+
+from replicate_async.testing import Emulator
+
+
+def test_the_pytest_fixture_works_in_sync_tests(replicate_emulator: Emulator) -> None:
+    assert os.environ["REPLICATE_BASE_URL"] == replicate_emulator.root_url
+    request = urllib.request.Request(
+        f"{replicate_emulator.url}/models/emulator/echo/predictions",
+        data=json.dumps({"input": {"text": "sync"}}).encode(),
+        headers={
+            "Authorization": f"Bearer {replicate_emulator.token}",
+            "Prefer": "wait",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 201
+        assert reply.headers["Location"].startswith(replicate_emulator.url)
+        assert reply.headers["ratelimit-remaining"].isdigit()
+        body = json.load(reply)
+    assert body["status"] == "succeeded" and body["output"] == "sync"
+
+
+def test_the_official_client_works_against_it(replicate_emulator: Emulator) -> None:
+    official = replicate.Client()  # configured by the environment the fixture set
+    try:
+        assert official.run("emulator/echo", input={"text": "official"}) == "official"
+        prediction = official.predictions.create(model="emulator/sleep", input={"seconds": 0.2})
+        prediction.wait()
+        assert prediction.status == "succeeded"
+        with pytest.raises(replicate.exceptions.ModelError):
+            official.run("emulator/fail", input={})
+    finally:
+        official._client.close()  # the official client has no public close()
+
+
+def test_401_body_and_headers_match_the_real_service(replicate_emulator: Emulator) -> None:
+    request = urllib.request.Request(
+        f"{replicate_emulator.url}/account", headers={"Authorization": "Bearer wrong"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    with info.value as err:
+        assert err.code == 401
+        assert err.headers["Content-Type"] == "application/problem+json"
+        assert "ratelimit-remaining" not in err.headers
+        assert json.load(err) == {
+            "title": "Unauthenticated",
+            "detail": "You did not pass a valid authentication token",
+            "status": 401,
+        }
+
+
+def test_the_demo_runs_offline(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "replicate_async", "demo", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "hello from replicate_async" in out
+    assert "40/40 succeeded" in out
+    assert "PredictionFailed" in out
+    assert (tmp_path / "image-0.png").stat().st_size == 2_000_000
+
+
+def test_the_emulator_command_line_starts_and_prints_its_url() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "replicate_async.testing", "--port", "0", "--token", "r8_cli"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in first
+        url = first.split("listening on ")[1].strip()
+        request = urllib.request.Request(
+            f"{url}/hardware", headers={"Authorization": "Bearer r8_cli"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert json.load(reply)[0]["sku"] == "cpu"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
