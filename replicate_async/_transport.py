@@ -81,7 +81,7 @@ class StreamingBody:
         """Read the rest of the body (for error replies, which are small)."""
         try:
             return await self._resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, self._method, self._url, sent=True) from exc
 
     async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
@@ -89,7 +89,7 @@ class StreamingBody:
         try:
             async for chunk in self._resp.content.iter_chunked(chunk_size):
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, self._method, self._url, sent=True) from exc
 
     async def iter_any(self) -> AsyncIterator[bytes]:
@@ -97,7 +97,7 @@ class StreamingBody:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, self._method, self._url, sent=True) from exc
 
     def close(self) -> None:
@@ -129,7 +129,7 @@ def _map(exc: BaseException, method: str, url: str, *, sent: bool) -> TransportE
             f"{where}: could not connect ({exc.os_error or exc}). Check the network and base_url.",
             **kw,
         )
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, aiohttp.ServerTimeoutError)):
         return RequestTimeoutError(
             f"{where}: timed out waiting for the reply. "
             "Raise the read timeout (AsyncReplicate(timeouts=Timeouts(read=...))) if the "
@@ -241,7 +241,7 @@ class Transport:
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.reason, resp.headers, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, method, url, sent=True) from exc
 
     async def open(
@@ -262,7 +262,7 @@ class Transport:
                 timeout=self._timeout(read_timeout),
                 allow_redirects=True,
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, method, url, sent=True) from exc
         return StreamingBody(resp, method, url)
 
