@@ -165,6 +165,9 @@ class Transport:
         self._owns_session = session is None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._default_timeout = aiohttp.ClientTimeout(
+            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
 
     @property
     def closed(self) -> bool:
@@ -213,10 +216,12 @@ class Transport:
         return acquired, idle
 
     def _timeout(self, read: float | None) -> aiohttp.ClientTimeout:
+        if read is None:
+            return self._default_timeout
         return aiohttp.ClientTimeout(
             total=self.timeouts.total,
             sock_connect=self.timeouts.connect,
-            sock_read=read if read is not None else self.timeouts.read,
+            sock_read=read,
         )
 
     async def send(

@@ -220,7 +220,8 @@ class AsyncReplicate:
         """
         self._transport.ensure_open()
         url = self._url(path, params)
-        if not self._is_api_origin(url):
+        # Relative paths are on the API by construction; absolute ones (next links) are checked.
+        if path[:1] != "/" and not self._is_api_origin(url):
             raise ValueError(
                 f"{url!r} is not on the API's origin ({self.config.base_url}); refusing to "
                 "send the API token there."
@@ -249,12 +250,12 @@ class AsyncReplicate:
         bucket = self._create_bucket if is_create else self._other_bucket
         policy = self.config.retry
         attempt = 0
-        first_sent: datetime | None = None
+        first_sent = 0.0
         while True:
             attempt += 1
             await bucket.acquire()
-            if first_sent is None:
-                first_sent = datetime.now(timezone.utc)
+            if not first_sent:
+                first_sent = time.time()
             try:
                 resp = await self._transport.send(
                     method, url, headers=send_headers, data=content, read_timeout=read_timeout
@@ -277,17 +278,7 @@ class AsyncReplicate:
                 )
                 if delay is None:
                     if is_create and failure is not Failure.NOT_SENT:
-                        raise CreateOutcomeUnknownError(
-                            f"{exc.message} The create was sent, so the prediction may exist; "
-                            "it was not re-sent, to avoid running the model twice. Look for it "
-                            "with client.predictions.list() (sent between "
-                            f"{first_sent.isoformat()} and "
-                            f"{datetime.now(timezone.utc).isoformat()}) before creating it again.",
-                            method=method,
-                            url=url,
-                            sent_after=first_sent,
-                            sent_before=datetime.now(timezone.utc),
-                        ) from exc
+                        raise _outcome_unknown(exc, method, url, first_sent) from exc
                     raise
                 await self._sleep(delay)
                 continue
@@ -427,6 +418,22 @@ class AsyncReplicate:
             return prediction, self.output_of(prediction, use_file_output=use_file_output)
 
         return AsyncIteratorHandle(run_many(one, inputs, concurrency))
+
+
+def _outcome_unknown(
+    exc: TransportError, method: str, url: str, first_sent: float
+) -> CreateOutcomeUnknownError:
+    after = datetime.fromtimestamp(first_sent, timezone.utc)
+    before = datetime.now(timezone.utc)
+    return CreateOutcomeUnknownError(
+        f"{exc.message} The create was sent, so the prediction may exist; it was not re-sent, "
+        "to avoid running the model twice. Look for it with client.predictions.list() (sent "
+        f"between {after.isoformat()} and {before.isoformat()}) before creating it again.",
+        method=method,
+        url=url,
+        sent_after=after,
+        sent_before=before,
+    )
 
 
 def raise_for_status(prediction: Prediction) -> None:

@@ -13,6 +13,7 @@ Rules (all here, none on the classes):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -35,6 +36,15 @@ def parse_datetime(value: str) -> datetime:
     ``datetime.fromisoformat`` on 3.10 rejects both ``Z`` and nine fractional digits,
     so this is done by hand. A timestamp with no offset is taken as UTC.
     """
+    # Fast path for the API's usual shape ("2023-08-16T19:33:27.215203Z"): 3.11+ parses it
+    # natively. The shape check keeps fromisoformat's extra forms (week dates, "T19") out.
+    if len(value) >= 20 and value[10] == "T" and value[19] in ".Z+-":
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass  # Python 3.10: no "Z", at most 6 fractional digits; use the regex
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     match = _ISO.match(value.strip())
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
@@ -78,12 +88,41 @@ def _structure_float(value: Any, _: type) -> float:
     return float(value)
 
 
+def _optional(kind: Callable[[Any], T]) -> Callable[[Any, Any], T | None]:
+    """A direct hook for ``kind | None``, converting exactly as cattrs would.
+
+    It skips cattrs' generic Optional dispatch: a third of the cost of structuring a
+    prediction, since nearly every field is optional.
+    """
+
+    def hook(value: Any, _: Any) -> T | None:
+        if value is None or type(value) is kind:
+            return value  # type: ignore[no-any-return]
+        return kind(value)
+
+    return hook
+
+
+def _optional_datetime(value: Any, _: Any) -> datetime | None:
+    return None if value is None else _structure_datetime(value, datetime)
+
+
+def _optional_json_object(value: Any, _: Any) -> dict[str, Any] | None:
+    if value is None or type(value) is dict:
+        return value
+    raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+
+
 def make_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
     """Build a converter with every hook this library uses."""
     conv = cattrs.Converter(forbid_extra_keys=forbid_extra_keys)
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook(datetime, _unstructure_datetime)
     conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(datetime | None, _optional_datetime)
+    conv.register_structure_hook(dict[str, Any] | None, _optional_json_object)
+    for kind in (str, int, bool):
+        conv.register_structure_hook(kind | None, _optional(kind))
     return conv
 
 

@@ -1,0 +1,1 @@
+"""Runnable benchmarks: ``python -m benchmarks.NAME``; results in benchmarks/README.md."""
