@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 import attrs
 from multidict import CIMultiDictProxy
 
+from ._aiter import AsyncClosing
 from .errors import (
     ClientClosedError,
     ConnectError,
@@ -52,7 +52,7 @@ class Response:
     body: bytes
 
 
-class StreamingBody:
+class StreamingBody(AsyncClosing):
     """A reply whose body is read in chunks; close it (or use ``async with``) when done."""
 
     __slots__ = ("_method", "_resp", "_url")
@@ -104,15 +104,8 @@ class StreamingBody:
         """Release the connection. An unfinished body closes it rather than pool it."""
         self._resp.close()
 
-    async def __aenter__(self) -> StreamingBody:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Same as :meth:`close`, for ``async with``."""
         self.close()
 
 

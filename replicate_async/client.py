@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -23,7 +22,7 @@ import attrs
 import cattrs
 
 from . import convert
-from ._aiter import AsyncIteratorHandle
+from ._aiter import AsyncClosing, AsyncIteratorHandle
 from ._transport import Response, Timeouts, Transport
 from ._version import __version__
 from .errors import (
@@ -92,7 +91,7 @@ class ClientConfig:
         return parts.scheme.lower(), parts.netloc.lower()
 
 
-class AsyncReplicate:
+class AsyncReplicate(AsyncClosing):
     """An asyncio client for Replicate's HTTP API.
 
     Use it as ``async with AsyncReplicate() as client:`` or call ``await client.aclose()``
@@ -167,14 +166,6 @@ class AsyncReplicate:
     async def __aenter__(self) -> AsyncReplicate:
         self._transport.ensure_open()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool (unless you passed your own session). Idempotent."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 from typing import Generic, TypeVar
 
+from ._aiter import AsyncClosing
 from .types import Page
 
 __all__ = ["AsyncPager"]
@@ -21,7 +21,7 @@ def _has_next(page: Page[T]) -> bool:
     return bool(page.next) and page.next != "null"
 
 
-class AsyncPager(Generic[T]):
+class AsyncPager(AsyncClosing, Generic[T]):
     """Items of a paged list, fetched a page at a time as you iterate.
 
     Nothing is requested until the first iteration. ``async for item in pager`` walks
@@ -71,14 +71,3 @@ class AsyncPager(Generic[T]):
         """Stop iterating; later iterations end at once."""
         self._closed = True
         self._buffer.clear()
-
-    async def __aenter__(self) -> AsyncPager[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -12,11 +12,11 @@ import base64
 import secrets
 from collections import Counter
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from .._aiter import AsyncClosing
 from ._app import ApiState, Fault, build_api_app, build_delivery_app
 from ._builtin import builtin_models
 from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
@@ -24,7 +24,7 @@ from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
 __all__ = ["Emulator", "Fault", "ModelSpec", "RunContext"]
 
 
-class Emulator:
+class Emulator(AsyncClosing):
     """Replicate's API on 127.0.0.1, for tests and demos.
 
     ``url`` is the base URL (ending in ``/v1``) and ``token`` a valid API token; pass both
@@ -96,12 +96,8 @@ class Emulator:
     async def __aenter__(self) -> Emulator:
         return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Same as :meth:`stop`."""
         await self.stop()
 
     @property

@@ -365,17 +365,40 @@ def _job(request: web.Request, kind: str) -> Job | None:
     return job
 
 
-async def get_prediction(request: web.Request) -> web.Response:
-    job = _job(request, "prediction")
-    return _not_found() if job is None else _json(_job_json(request, job))
+def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
+    """GET one, POST cancel and GET the list, for predictions or trainings alike."""
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        job = _job(request, kind)
+        return _not_found() if job is None else _json(_job_json(request, job))
+
+    async def cancel(request: web.Request) -> web.StreamResponse:
+        job = _job(request, kind)
+        if job is None:
+            return _not_found()
+        request.app[STATE].store.cancel(job)
+        return _json(_job_json(request, job))
+
+    async def list_(request: web.Request) -> web.StreamResponse:
+        token = request.headers["Authorization"].partition(" ")[2].strip()
+        after = request.query.get("created_after")
+        before = request.query.get("created_before")
+        jobs = [
+            j
+            for j in request.app[STATE].store.jobs.values()
+            if j.kind == kind
+            and j.token == token
+            and (after is None or (timestamp(j.created_at) or "") > after)
+            and (before is None or (timestamp(j.created_at) or "") < before)
+        ]
+        jobs.sort(key=lambda j: -j.seq)  # newest first
+        return _page(request, jobs, lambda j: j.seq, lambda j: _job_json(request, j))
+
+    return get, cancel, list_
 
 
-async def cancel_prediction(request: web.Request) -> web.Response:
-    job = _job(request, "prediction")
-    if job is None:
-        return _not_found()
-    request.app[STATE].store.cancel(job)
-    return _json(_job_json(request, job))
+get_prediction, cancel_prediction, list_predictions = _job_handlers("prediction")
+get_training, cancel_training, list_trainings = _job_handlers("training")
 
 
 def _encode_cursor(key: int) -> str:
@@ -406,23 +429,6 @@ def _page(
     if len(items) > state.page_size:
         next_url = str(request.url.update_query(cursor=_encode_cursor(key(page[-1]))))
     return _json({"next": next_url, "previous": None, "results": [render(i) for i in page]})
-
-
-async def list_predictions(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    token = request.headers["Authorization"].partition(" ")[2].strip()
-    after = request.query.get("created_after")
-    before = request.query.get("created_before")
-    jobs = [
-        j
-        for j in state.store.jobs.values()
-        if j.kind == "prediction"
-        and j.token == token
-        and (after is None or (timestamp(j.created_at) or "") > after)
-        and (before is None or (timestamp(j.created_at) or "") < before)
-    ]
-    jobs.sort(key=lambda j: -j.seq)
-    return _page(request, jobs, lambda j: j.seq, lambda j: _job_json(request, j))
 
 
 # -- models, versions, trainings, deployments, the rest ---------------------------------
@@ -514,27 +520,6 @@ async def create_training(request: web.Request) -> web.Response:
     if not isinstance(destination, str) or destination.count("/") != 1:
         return problem(404, "The specified training destination does not exist")
     return await _create(request, spec, body, kind="training", destination=destination)
-
-
-async def get_training(request: web.Request) -> web.Response:
-    job = _job(request, "training")
-    return _not_found() if job is None else _json(_job_json(request, job))
-
-
-async def cancel_training(request: web.Request) -> web.Response:
-    job = _job(request, "training")
-    if job is None:
-        return _not_found()
-    request.app[STATE].store.cancel(job)
-    return _json(_job_json(request, job))
-
-
-async def list_trainings(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    token = request.headers["Authorization"].partition(" ")[2].strip()
-    jobs = [j for j in state.store.jobs.values() if j.kind == "training" and j.token == token]
-    jobs.sort(key=lambda j: -j.seq)
-    return _page(request, jobs, lambda j: j.seq, lambda j: _job_json(request, j))
 
 
 def _deployment_json(ref: str, spec: ModelSpec) -> dict[str, Any]:
