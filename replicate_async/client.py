@@ -33,6 +33,7 @@ from .errors import (
     MalformedResponseError,
     PredictionCanceled,
     PredictionFailed,
+    ReplicateError,
     RequestTimeoutError,
     ServerError,
     TransportError,
@@ -41,7 +42,7 @@ from .errors import (
 )
 from .fanout import RunResult, run_many
 from .files import decode_output
-from .limits import RateLimits, TokenBucket
+from .limits import RateLimiter, RateLimits, parse_stated_limit
 from .polling import PollPolicy
 from .refs import parse_ref
 from .resources import (
@@ -54,7 +55,7 @@ from .resources import (
     Trainings,
     Webhooks,
 )
-from .retry import Failure, RetryPolicy, decide, parse_retry_after
+from .retry import Failure, RetryPolicy, decide, is_idempotent, parse_retry_after
 from .types import Prediction, Status
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncReplicate", "ClientConfig"]
@@ -110,11 +111,17 @@ class AsyncReplicate(AsyncClosing):
         retry: RetryPolicy | None = None,
         polling: PollPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        limiter: RateLimiter | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         token = api_token if api_token is not None else os.environ.get("REPLICATE_API_TOKEN")
         url = base_url or os.environ.get("REPLICATE_BASE_URL") or DEFAULT_BASE_URL
+        if limiter is not None and rate_limits is not None:
+            raise ValueError(
+                "pass rate_limits= or limiter= (a shared RateLimiter), not both: "
+                "the limiter already carries its RateLimits"
+            )
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         parts = urlsplit(url)
@@ -130,7 +137,7 @@ class AsyncReplicate(AsyncClosing):
         self.config = ClientConfig(
             api_token=token.strip() if token else None,
             base_url=url,
-            rate_limits=rate_limits or RateLimits(),
+            rate_limits=limiter.limits if limiter else rate_limits or RateLimits(),
             max_connections=max_connections,
             timeouts=timeouts or Timeouts(),
             retry=retry or RetryPolicy(),
@@ -145,8 +152,7 @@ class AsyncReplicate(AsyncClosing):
             session=session,
         )
         # ``sleep`` and ``clock`` are injectable so retry and rate tests run on fake time.
-        self._create_bucket: TokenBucket = self.config.rate_limits.create_bucket(clock, sleep)
-        self._other_bucket: TokenBucket = self.config.rate_limits.other_bucket(clock, sleep)
+        self._limiter = limiter or RateLimiter(self.config.rate_limits, clock=clock, sleep=sleep)
 
         self.predictions = Predictions(self)
         self.models = Models(self)
@@ -201,13 +207,15 @@ class AsyncReplicate(AsyncClosing):
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         is_create: bool = False,
+        idempotent: bool | None = None,
         prefer_wait: bool | float | None = None,
     ) -> Response:
         """Send one API request through limiter, transport, error mapping and retries.
 
         ``path`` is relative to ``base_url`` or an absolute URL on the API's origin (a
-        ``next`` page link). ``is_create`` selects the create rate limit and the strict
-        retry rule: a create is re-sent only when the server provably did not act.
+        ``next`` page link). ``is_create`` selects the create rate limit. ``idempotent``
+        (by default: from the method) decides the retry rule: a request that is not is
+        re-sent only when the server provably did not act on it.
         """
         self._transport.ensure_open()
         url = self._url(path, params)
@@ -232,18 +240,19 @@ class AsyncReplicate(AsyncClosing):
                 self.config.timeouts.read, seconds + self.config.timeouts.wait_margin
             )
         if json_body is not None:
-            content = json.dumps(json_body, separators=(",", ":")).encode()
+            content = json.dumps(json_body, separators=(",", ":"), default=_not_json).encode()
             content_type = "application/json"
         if content_type:
             send_headers["Content-Type"] = content_type
         if headers:
             send_headers.update(headers)
-        bucket = self._create_bucket if is_create else self._other_bucket
+        if idempotent is None:
+            idempotent = is_idempotent(method, path)
+        bucket = self._limiter.bucket(is_create)
         policy = self.config.retry
-        attempt = 0
+        failures = throttles = 0
         first_sent = 0.0
         while True:
-            attempt += 1
             await bucket.acquire()
             if not first_sent:
                 first_sent = time.time()
@@ -252,6 +261,7 @@ class AsyncReplicate(AsyncClosing):
                     method, url, headers=send_headers, data=content, read_timeout=read_timeout
                 )
             except TransportError as exc:
+                failures += 1
                 failure = (
                     Failure.NOT_SENT
                     if isinstance(exc, ConnectError)
@@ -261,53 +271,52 @@ class AsyncReplicate(AsyncClosing):
                 )
                 delay = decide(
                     policy,
-                    is_create=is_create,
+                    idempotent=idempotent,
                     failure=failure,
                     status=None,
-                    attempt=attempt,
+                    attempt=failures,
                     server_delay=None,
                 )
                 if delay is None:
-                    if is_create and failure is not Failure.NOT_SENT:
+                    if not idempotent and failure is not Failure.NOT_SENT:
                         raise _outcome_unknown(exc, method, url, first_sent) from exc
                     raise
                 await self._sleep(delay)
                 continue
-            self._observe(bucket, resp)
+            remaining = resp.headers.get("ratelimit-remaining")
+            if remaining is not None:
+                with contextlib.suppress(ValueError):
+                    bucket.observe(float(remaining))
             if resp.status < 400:
+                bucket.grant()
                 return resp
-            parsed, _, _ = parse_problem(resp.body)
+            parsed, _, detail = parse_problem(resp.body)
             server_delay = parse_retry_after(resp.headers, parsed, now=time.time())
             error = error_from_response(
                 method, url, resp.status, resp.reason, resp.body, retry_after=server_delay
             )
             if resp.status == 429:
+                throttles += 1
+                stated = parse_stated_limit(detail)
+                if stated is not None:
+                    bucket.limit(*stated)
                 # The whole bucket waits, not only this request: the others would get 429 too.
-                bucket.pause(server_delay if server_delay is not None else 1.0)
+                bucket.throttled(server_delay if server_delay is not None else 1.0)
+            else:
+                failures += 1
             delay = decide(
                 policy,
-                is_create=is_create,
+                idempotent=idempotent,
                 failure=Failure.STATUS,
                 status=resp.status,
-                attempt=attempt,
+                attempt=throttles if resp.status == 429 else failures,
                 server_delay=server_delay,
             )
             if delay is None:
-                if is_create and isinstance(error, ServerError):
-                    error.message += (
-                        " The prediction may have been created anyway; it was not re-sent. "
-                        "Check client.predictions.list() before creating it again."
-                    )
-                    error.args = (error.message,)
+                if not idempotent and isinstance(error, ServerError):
+                    raise _outcome_unknown(error, method, url, first_sent) from error
                 raise error
             await self._sleep(delay)
-
-    @staticmethod
-    def _observe(bucket: TokenBucket, resp: Response) -> None:
-        remaining = resp.headers.get("ratelimit-remaining")
-        if remaining is not None:
-            with contextlib.suppress(ValueError):
-                bucket.observe(float(remaining))
 
     def decode(self, resp: Response, cls: type[T], method: str = "", url: str = "") -> T:
         """Structure a reply's JSON body into ``cls``; a body that is not one is an error."""
@@ -411,15 +420,26 @@ class AsyncReplicate(AsyncClosing):
         return AsyncIteratorHandle(run_many(one, inputs, concurrency))
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(
+        f"input value of type {type(value).__name__} is not JSON: pass strings, numbers, "
+        "booleans, lists and dicts (for a file, upload it somewhere and pass its URL)."
+    )
+
+
 def _outcome_unknown(
-    exc: TransportError, method: str, url: str, first_sent: float
+    exc: ReplicateError, method: str, url: str, first_sent: float
 ) -> CreateOutcomeUnknownError:
     after = datetime.fromtimestamp(first_sent, timezone.utc)
     before = datetime.now(timezone.utc)
     return CreateOutcomeUnknownError(
-        f"{exc.message} The create was sent, so the prediction may exist; it was not re-sent, "
-        "to avoid running the model twice. Look for it with client.predictions.list() (sent "
-        f"between {after.isoformat()} and {before.isoformat()}) before creating it again.",
+        f"{exc.message} The request was sent, so what it creates may exist; it was not "
+        "re-sent, to avoid running the model twice. Look for it with "
+        f"client.predictions.list(created_after=...) (sent between {after.isoformat()} and "
+        f"{before.isoformat()}) before creating it again.",
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
         method=method,
         url=url,
         sent_after=after,

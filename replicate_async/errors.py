@@ -16,8 +16,9 @@
     │   ├── ConnectError                could not connect: the request was never sent
     │   ├── RequestTimeoutError         timed out (the request may have been acted on)
     │   ├── ConnectionLostError         connection dropped after sending
-    │   ├── MalformedResponseError      a 2xx reply whose body is not what the API sends
-    │   └── CreateOutcomeUnknownError   a create failed after it was sent: it may exist
+    │   └── MalformedResponseError      a 2xx reply whose body is not what the API sends
+    ├── CreateOutcomeUnknownError       a create failed after it was sent (reset, timeout,
+    │                                   5xx): it may exist, so it was not re-sent
     ├── PredictionError                 a prediction ended badly; ``.prediction`` has it
     │   ├── PredictionFailed            status ``failed``
     │   └── PredictionCanceled          status ``canceled`` or ``aborted``
@@ -171,12 +172,14 @@ class MalformedResponseError(TransportError):
     """A successful status with a body that is not what the API sends (bad JSON, HTML...)."""
 
 
-class CreateOutcomeUnknownError(TransportError):
+class CreateOutcomeUnknownError(ReplicateError):
     """A create failed after it was sent: the prediction may exist.
 
     It is never re-sent automatically, because that could run (and bill) the model twice.
     ``sent_after`` and ``sent_before`` bound when it was sent, to look for it with
-    ``client.predictions.list()`` (newest first) before creating it again.
+    ``client.predictions.list(created_after=...)`` before creating it again; ``status``
+    is the server's 5xx when there was one, None when the connection failed. Its cause
+    (``__cause__``) is the transport or server error.
     """
 
     def __init__(

@@ -3,14 +3,16 @@
 No I/O here: the request path in ``client.py`` asks :func:`decide` after each failed
 attempt and sleeps what it says. The rules:
 
-- reads (GET, QUERY, DELETE) and cancels retry on connection errors, timeouts, 429 and
-  500/502/503/504;
-- creates retry only when the server provably did not act: a 429, or a connection that
-  was never made. Anything after the bytes left (reset, timeout, 5xx) may have created
-  the prediction, and sending it again could run and bill the model twice;
+- idempotent requests (GET, QUERY, DELETE, cancels) retry on connection errors,
+  timeouts, 429 and 500/502/503/504;
+- creates (and every other POST) retry only when the server provably did not act: a
+  429, or a connection that was never made. Anything after the bytes left (reset,
+  timeout, 5xx) may have created the prediction, and sending it again could run and
+  bill the model twice;
 - the server's delay (``Retry-After``, a ``retry_after`` field, the 429 detail text)
   wins over computed backoff; otherwise capped exponential backoff with full jitter;
-- attempts are bounded.
+- attempts are bounded: ``max_attempts`` for failures, ``max_throttled`` for 429s (a 429
+  is the server pacing us, which the rate limiter answers; it is no failure).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Failure", "RetryPolicy", "decide", "parse_retry_after"]
+__all__ = ["Failure", "RetryPolicy", "decide", "is_idempotent", "parse_retry_after"]
 
 
 class Failure(enum.Enum):
@@ -41,22 +43,38 @@ class Failure(enum.Enum):
 
 
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "QUERY", "DELETE", "PUT"})
+
+
+def is_idempotent(method: str, path: str) -> bool:
+    """Whether sending this request twice does no more than sending it once."""
+    if method.upper() in _IDEMPOTENT_METHODS:
+        return True
+    # Cancelling twice cancels once.
+    return method.upper() == "POST" and path.rstrip("/").endswith("/cancel")
 
 
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How hard to try. ``max_attempts`` counts the first attempt too."""
+    """How hard to try. ``max_attempts`` counts the first attempt too.
+
+    ``recover_creates``: when a create's outcome is unknown (it was sent, then the
+    connection failed or the server answered 5xx), look for the prediction it may have
+    made (same input, created in that window) before giving up, instead of losing it.
+    """
 
     max_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    max_throttled: int = attrs.field(default=12, validator=attrs.validators.ge(1))
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
     #: a server delay longer than this is not waited for: the error is raised instead
     max_server_delay: float = 120.0
+    recover_creates: bool = True
 
     @classmethod
     def none(cls) -> RetryPolicy:
-        """Never retry: every failure is raised at once."""
-        return cls(max_attempts=1)
+        """Never retry or recover: every failure is raised at once."""
+        return cls(max_attempts=1, max_throttled=1, recover_creates=False)
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """Full-jitter backoff before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
@@ -67,23 +85,28 @@ class RetryPolicy:
 def decide(
     policy: RetryPolicy,
     *,
-    is_create: bool,
+    idempotent: bool,
     failure: Failure,
     status: int | None,
     attempt: int,
     server_delay: float | None,
     rand: Callable[[], float] = random.random,
 ) -> float | None:
-    """Seconds to wait before trying again, or None to give up and raise."""
-    if attempt >= policy.max_attempts:
+    """Seconds to wait before trying again, or None to give up and raise.
+
+    ``attempt`` counts the attempts so far that failed this way: 429s for a 429, other
+    failures otherwise.
+    """
+    throttled = failure is Failure.STATUS and status == 429
+    if attempt >= (policy.max_throttled if throttled else policy.max_attempts):
         return None
     if failure is Failure.STATUS:
         if status not in _RETRYABLE_STATUSES:
             return None
         # A 429 means the server refused before doing anything: safe even for a create.
-        if is_create and status != 429:
+        if not idempotent and not throttled:
             return None
-    elif is_create and failure is not Failure.NOT_SENT:
+    elif not idempotent and failure is not Failure.NOT_SENT:
         return None
     if server_delay is not None:
         if server_delay > policy.max_server_delay:

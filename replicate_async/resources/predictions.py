@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
+import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from .._aiter import AsyncIteratorHandle
+from ..errors import CreateOutcomeUnknownError, ReplicateError
 from ..pagination import AsyncPager
 from ..polling import poll
 from ..refs import Target, deployment_target, model_target, version_target
@@ -49,22 +50,13 @@ def format_cancel_after(value: str | float | timedelta) -> str:
     return text
 
 
-def _not_json(value: Any) -> Any:
-    raise TypeError(
-        f"input value of type {type(value).__name__} is not JSON: pass strings, numbers, "
-        "booleans, lists and dicts (for a file, upload it somewhere and pass its URL)."
-    )
-
-
 def encode_input(input: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check that ``input`` is a JSON-able mapping; a bad one fails before any request."""
+    """Check that ``input`` is a mapping (values that are not JSON fail before sending)."""
     if input is None:
         return {}
     if not isinstance(input, Mapping):
         raise TypeError(f"input must be a dict of the model's inputs, got {type(input).__name__}")
-    data = dict(input)
-    json.dumps(data, default=_not_json)
-    return data
+    return dict(input)
 
 
 def _id_of(prediction: Prediction | str) -> str:
@@ -75,10 +67,47 @@ def _id_of(prediction: Prediction | str) -> str:
     return prediction.strip()
 
 
+class _Claims:
+    """Ids of predictions this client created or recovered.
+
+    Recovering an unknown create never adopts a prediction that another call of ours
+    owns. Ids older than ``horizon`` seconds are forgotten: recovery looks back less.
+    """
+
+    __slots__ = ("_ids", "horizon")
+
+    def __init__(self, horizon: float = 600.0) -> None:
+        self._ids: dict[str, float] = {}
+        self.horizon = horizon
+
+    def add(self, prediction_id: str) -> None:
+        now = time.monotonic()
+        self._ids[prediction_id] = now
+        if len(self._ids) % 1024 == 0:
+            # dicts keep insertion order: the oldest come first
+            stale = [k for k, t in self._ids.items() if now - t > self.horizon]
+            for key in stale:
+                del self._ids[key]
+
+    def __contains__(self, prediction_id: object) -> bool:
+        return prediction_id in self._ids
+
+
+#: how far before our own "sent" time a recovered prediction may have been created
+#: (server and client clocks differ)
+_CLOCK_SKEW = timedelta(seconds=30)
+#: waits between looks for a prediction whose create had an unknown outcome
+_RECOVERY_WAITS = (0.2, 0.5, 1.0)
+
+
 class Predictions(Resource):
     """Predictions: one run of a model each."""
 
-    __slots__ = ()
+    __slots__ = ("_claims",)
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self._claims = _Claims()
 
     async def create(
         self,
@@ -147,15 +176,52 @@ class Predictions(Resource):
             headers["Cancel-After"] = format_cancel_after(cancel_after)
         if not isinstance(wait, bool) and not 1 <= float(wait) <= 60:
             raise ValueError(f"wait must be True, False or 1-60 seconds, got {wait!r}")
-        return await self._client.request_json(
-            "POST",
-            target.path,
-            Prediction,
-            json_body=body,
-            headers=headers,
-            is_create=True,
-            prefer_wait=wait,
-        )
+        try:
+            prediction = await self._client.request_json(
+                "POST",
+                target.path,
+                Prediction,
+                json_body=body,
+                headers=headers,
+                is_create=True,
+                prefer_wait=wait,
+            )
+        except CreateOutcomeUnknownError as error:
+            if not self._client.config.retry.recover_creates:
+                raise
+            found = await self._recover(target, body, error)
+            if found is None:
+                error.message += (
+                    " No matching prediction was found in predictions.list(), so it was "
+                    "probably not created; it was still not re-sent, to be safe."
+                )
+                error.args = (error.message,)
+                raise
+            prediction = found
+        self._claims.add(prediction.id)
+        return prediction
+
+    async def _recover(
+        self, target: Target, body: dict[str, Any], error: CreateOutcomeUnknownError
+    ) -> Prediction | None:
+        """Find what an unknown create made: same input and version, recent, not ours yet."""
+        since = error.sent_after - _CLOCK_SKEW if error.sent_after else None
+        version = target.body.get("version")
+        for wait in _RECOVERY_WAITS:
+            # The create may still be in the server's hands: give it a moment each time.
+            await self._client._sleep(wait)
+            try:
+                async with self.list(created_after=since) as pager:
+                    async for candidate in pager:
+                        if (
+                            candidate.id not in self._claims
+                            and candidate.input == body["input"]
+                            and (version is None or candidate.version == version)
+                        ):
+                            return candidate
+            except ReplicateError:
+                return None  # cannot look: report the original error
+        return None
 
     async def get(self, id: str) -> Prediction:
         """The current state of a prediction."""

@@ -246,8 +246,9 @@ async def _create(
     destination: str | None = None,
 ) -> web.Response:
     state = request.app[STATE]
+    data = body.get("input", {})
     try:
-        data = spec.validate(body.get("input", {}))
+        spec.validate(data)
     except InputError as exc:
         return problem(
             422,

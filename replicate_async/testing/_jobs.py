@@ -313,7 +313,8 @@ class JobStore:
             job.started_at = _now()
             began = time.perf_counter()
             ctx = RunContext(job, self)
-            result = job.model.fn(dict(job.input), ctx)
+            # The model sees its defaults filled in; the API echoes the input as sent.
+            result = job.model.fn(job.model.validate(job.input), ctx)
             if inspect.isawaitable(result):
                 result = await result
             job.predict_time = round(time.perf_counter() - began, 6)

@@ -81,11 +81,11 @@ async def test_token_never_appears_anywhere(
             lambda: c.account.get(),
             lambda: c.run("nobody/none"),
             lambda: c.run("emulator/echo", input={"text": 1}),
-            lambda: c.run("emulator/echo", input={"text": "x"}),  # after reset_next below
+            lambda: c.run("emulator/echo", input={"text": "x"}),  # after fail_next below
         ]
         for i, call in enumerate(failing):
             if i == len(failing) - 1:
-                emulator.reset_next("POST", "/models/{owner}/{name}/predictions")
+                emulator.fail_next("POST", "/models/{owner}/{name}/predictions", status=502)
             with pytest.raises(e.ReplicateError) as info:
                 await call()
             chain: BaseException | None = info.value

@@ -84,18 +84,41 @@ async def test_server_closing_the_connection_on_a_get_is_retried(
     assert emulator.count("GET", "/account") == 2
 
 
-async def test_server_closing_the_connection_on_a_create_is_not_retried(
+async def test_a_create_whose_reply_was_lost_is_recovered_not_resent(
     client: AsyncReplicate, emulator: Emulator
 ) -> None:
     emulator.reset_next("POST", "/models/{owner}/{name}/predictions")
-    with pytest.raises(e.CreateOutcomeUnknownError, match="may exist"):
-        await client.run("emulator/echo", input={"text": "once"})
-    # the create happened server-side exactly once, and was not re-sent
+    assert await client.run("emulator/echo", input={"text": "once"}) == "once"
+    # the create happened server-side exactly once, was not re-sent, and its result is ours
     assert emulator.count("POST", "/models/{owner}/{name}/predictions") == 1
     assert len(emulator.predictions) == 1
-    # ...and it can be found, as the error says
-    found = [p async for p in client.predictions.list()]
-    assert [p.input for p in found] == [{"text": "once"}]
+
+
+async def test_a_create_that_got_a_5xx_is_never_resent(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    emulator.fail_next("POST", "/models/{owner}/{name}/predictions", status=503)
+    with pytest.raises(e.CreateOutcomeUnknownError, match="probably not created") as info:
+        await client.run("emulator/echo", input={"text": "x"})
+    err = info.value
+    assert err.status == 503
+    assert isinstance(err.__cause__, e.ServerError)
+    assert err.sent_after is not None and err.sent_before is not None
+    assert emulator.count("POST", "/models/{owner}/{name}/predictions") == 1
+    assert len(emulator.predictions) == 0
+
+
+async def test_recovery_off_raises_at_once(emulator: Emulator) -> None:
+    from replicate_async import RetryPolicy
+
+    async with AsyncReplicate(
+        api_token=emulator.token, base_url=emulator.url, retry=RetryPolicy(recover_creates=False)
+    ) as c:
+        emulator.reset_next("POST", "/models/{owner}/{name}/predictions")
+        with pytest.raises(e.CreateOutcomeUnknownError, match="may exist"):
+            await c.run("emulator/echo", input={"text": "once"})
+    assert emulator.count("GET", "/predictions") == 0
+    assert len(emulator.predictions) == 1
 
 
 async def test_connection_refused_is_a_connect_error(unused_tcp_port: int) -> None:

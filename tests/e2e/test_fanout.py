@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from replicate_async import AsyncReplicate, PredictionFailed, RunResult
+from replicate_async import AsyncReplicate, PredictionFailed, RateLimits, RunResult
 from replicate_async.testing import Emulator, RunContext
+from tests.conftest import FAST_POLLING
 
 
 class Gauge:
@@ -29,14 +30,20 @@ class Gauge:
         return int(input["i"])
 
 
-async def test_results_in_completion_order_with_bounded_concurrency(
-    client: AsyncReplicate, emulator: Emulator
-) -> None:
+async def test_results_in_completion_order_with_bounded_concurrency(emulator: Emulator) -> None:
     gauge = Gauge()
     emulator.add_model("me/gauge", gauge.model)
     # later inputs are faster, so completion order differs from input order
     inputs = [{"i": i, "seconds": 0.05 * (12 - i)} for i in range(12)]
-    results: list[RunResult] = [r async for r in client.run_many("me/gauge", inputs, concurrency=4)]
+    async with AsyncReplicate(
+        api_token=emulator.token,
+        base_url=emulator.url,
+        rate_limits=RateLimits.unlimited(),  # this test is about order, not pace
+        polling=FAST_POLLING,
+    ) as client:
+        results: list[RunResult] = [
+            r async for r in client.run_many("me/gauge", inputs, concurrency=4)
+        ]
     assert sorted(r.index for r in results) == list(range(12))
     assert [r.index for r in results] != list(range(12))  # completion order, not input order
     assert all(r.ok and r.output == r.index and r.input is inputs[r.index] for r in results)

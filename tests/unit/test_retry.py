@@ -11,37 +11,37 @@ S = Failure.STATUS
 
 
 @pytest.mark.parametrize(
-    ("is_create", "failure", "status", "retried"),
+    ("idempotent", "failure", "status", "retried"),
     [
         # reads and cancels: everything transient
-        (False, Failure.NOT_SENT, None, True),
-        (False, Failure.TIMEOUT, None, True),
-        (False, Failure.LOST, None, True),
-        (False, S, 429, True),
-        (False, S, 500, True),
-        (False, S, 502, True),
-        (False, S, 503, True),
-        (False, S, 504, True),
-        (False, S, 501, False),
-        (False, S, 400, False),
-        (False, S, 401, False),
-        (False, S, 404, False),
-        (False, S, 422, False),
-        # creates: only when the server provably did not act
         (True, Failure.NOT_SENT, None, True),
+        (True, Failure.TIMEOUT, None, True),
+        (True, Failure.LOST, None, True),
         (True, S, 429, True),
-        (True, Failure.TIMEOUT, None, False),
-        (True, Failure.LOST, None, False),
-        (True, S, 500, False),
-        (True, S, 502, False),
-        (True, S, 503, False),
+        (True, S, 500, True),
+        (True, S, 502, True),
+        (True, S, 503, True),
+        (True, S, 504, True),
+        (True, S, 501, False),
+        (True, S, 400, False),
+        (True, S, 401, False),
+        (True, S, 404, False),
         (True, S, 422, False),
+        # creates: only when the server provably did not act
+        (False, Failure.NOT_SENT, None, True),
+        (False, S, 429, True),
+        (False, Failure.TIMEOUT, None, False),
+        (False, Failure.LOST, None, False),
+        (False, S, 500, False),
+        (False, S, 502, False),
+        (False, S, 503, False),
+        (False, S, 422, False),
     ],
 )
-def test_retry_table(is_create: bool, failure: Failure, status: int | None, retried: bool) -> None:
+def test_retry_table(idempotent: bool, failure: Failure, status: int | None, retried: bool) -> None:
     delay = decide(
         POLICY,
-        is_create=is_create,
+        idempotent=idempotent,
         failure=failure,
         status=status,
         attempt=1,
@@ -52,7 +52,7 @@ def test_retry_table(is_create: bool, failure: Failure, status: int | None, retr
 
 
 def test_attempts_are_bounded() -> None:
-    args = {"is_create": False, "failure": S, "status": 503, "server_delay": None}
+    args = {"idempotent": True, "failure": S, "status": 503, "server_delay": None}
     assert decide(POLICY, attempt=4, **args) is not None  # type: ignore[arg-type]
     assert decide(POLICY, attempt=5, **args) is None  # type: ignore[arg-type]
     assert decide(RetryPolicy.none(), attempt=1, **args) is None  # type: ignore[arg-type]
@@ -66,7 +66,7 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
 
 def test_server_delay_wins_over_backoff_with_a_little_jitter() -> None:
     delay = decide(
-        POLICY, is_create=True, failure=S, status=429, attempt=1, server_delay=7, rand=lambda: 1.0
+        POLICY, idempotent=False, failure=S, status=429, attempt=1, server_delay=7, rand=lambda: 1.0
     )
     assert delay is not None and 7 <= delay <= 8
 
@@ -75,7 +75,7 @@ def test_a_server_delay_too_long_to_wait_gives_up() -> None:
     assert (
         decide(
             POLICY,
-            is_create=False,
+            idempotent=True,
             failure=S,
             status=429,
             attempt=1,

@@ -91,8 +91,10 @@ async def test_prefer_wait_without_seconds(client: AsyncReplicate) -> None:
 async def test_create_is_never_resent_after_a_5xx(client: AsyncReplicate) -> None:
     with aioresponses() as m:
         m.post(f"{BASE}/predictions", status=503, body="busy", repeat=True)
-        with pytest.raises(e.ServerError, match="may have been created"):
+        with pytest.raises(e.CreateOutcomeUnknownError, match="may exist") as info:
             await client.predictions.create(version="v1")
+        assert info.value.status == 503
+        assert isinstance(info.value.__cause__, e.ServerError)
         assert len(calls(m, "POST", f"{BASE}/predictions")) == 1
 
 
@@ -147,7 +149,7 @@ async def test_create_retried_after_429_with_the_servers_delay(
 
 
 async def test_429_after_all_attempts_raises_rate_limit_error(fake_time: FakeTime) -> None:
-    async with fake_client(fake_time, retry=RetryPolicy(max_attempts=2)) as c:
+    async with fake_client(fake_time, retry=RetryPolicy(max_throttled=2)) as c:
         with aioresponses() as m:
             m.get(
                 f"{BASE}/predictions/p1",
@@ -237,3 +239,46 @@ async def test_token_never_in_errors_reprs_or_logs(
                     chain = chain.__cause__ or chain.__context__
     seen += [r.getMessage() for r in caplog.records]
     assert not [s for s in seen if TOKEN in s]
+
+
+async def test_an_unknown_create_is_recovered_from_the_list(client: AsyncReplicate) -> None:
+    listing = {
+        "next": None,
+        "previous": None,
+        "results": [
+            {"id": "other", "status": "starting", "input": {"x": 2}, "version": "v1"},
+            {"id": "mine", "status": "starting", "input": {"x": 1}, "version": "v1"},
+            {"id": "wrong-version", "status": "starting", "input": {"x": 1}, "version": "v2"},
+        ],
+    }
+    with aioresponses() as m:
+        m.post(f"{BASE}/predictions", exception=aiohttp.ServerDisconnectedError())
+        m.get(__import__("re").compile(rf"{BASE}/predictions\?.*"), payload=listing, repeat=True)
+        p = await client.predictions.create(version="v1", input={"x": 1})
+        assert p.id == "mine"
+        assert len(calls(m, "POST", f"{BASE}/predictions")) == 1
+        # a second identical unknown create does not adopt the one already claimed
+        m.post(f"{BASE}/predictions", exception=aiohttp.ServerDisconnectedError())
+        with pytest.raises(e.CreateOutcomeUnknownError, match="probably not created"):
+            await client.predictions.create(version="v1", input={"x": 1})
+
+
+async def test_a_shared_limiter_paces_two_clients_together(fake_time: FakeTime) -> None:
+    from replicate_async.limits import RateLimiter, RateLimits
+
+    shared = RateLimiter(
+        RateLimits(other_per_minute=60, burst=1), clock=fake_time.clock, sleep=fake_time.sleep
+    )
+    a = AsyncReplicate(api_token=TOKEN, base_url=BASE, limiter=shared, sleep=fake_time.sleep)
+    b = AsyncReplicate(api_token=TOKEN, base_url=BASE, limiter=shared, sleep=fake_time.sleep)
+    async with a, b:
+        with aioresponses() as m:
+            m.get(f"{BASE}/predictions/p1", payload=DONE, repeat=True)
+            start = fake_time.now
+            for _ in range(3):
+                await a.predictions.get("p1")
+                await b.predictions.get("p1")
+            # six requests at one a second, whichever client sent them
+            assert fake_time.now - start == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="not both"):
+        AsyncReplicate(api_token=TOKEN, limiter=shared, rate_limits=RateLimits())
