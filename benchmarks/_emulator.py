@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import attrs
 
@@ -21,6 +24,16 @@ class RunningEmulator:
     def root_url(self) -> str:
         """The base URL without /v1, as the official client takes it."""
         return self.url.removesuffix("/v1")
+
+    def stats(self) -> dict[str, Any]:
+        """The emulator's request and reply counts."""
+        with urllib.request.urlopen(f"{self.root_url}/_emulator/stats", timeout=10) as reply:
+            data: dict[str, Any] = json.load(reply)
+            return data
+
+    def replies_with(self, status: int) -> int:
+        """How many replies had this status."""
+        return sum(r["count"] for r in self.stats()["replies"] if r["status"] == status)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from .errors import (
 )
 from .fanout import RunResult
 from .files import FileOutput, SavedFile
-from .limits import RateLimits
+from .limits import RateLimiter, RateLimits
 from .polling import PollPolicy
 from .retry import RetryPolicy
 from .types import (
@@ -45,6 +45,7 @@ __all__ = [
     "PredictionCanceled",
     "PredictionFailed",
     "RateLimitError",
+    "RateLimiter",
     "RateLimits",
     "ReplicateError",
     "RetryPolicy",

@@ -299,9 +299,10 @@ class AsyncReplicate(AsyncClosing):
                 throttles += 1
                 stated = parse_stated_limit(detail)
                 if stated is not None:
-                    bucket.limit(*stated)
+                    bucket.limit(*stated)  # the server told us the rate: no need to guess
                 # The whole bucket waits, not only this request: the others would get 429 too.
-                bucket.throttled(server_delay if server_delay is not None else 1.0)
+                pause = server_delay if server_delay is not None else 1.0
+                bucket.pause(pause) if stated is not None else bucket.throttled(pause)
             else:
                 failures += 1
             delay = decide(

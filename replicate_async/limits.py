@@ -11,8 +11,8 @@ with other processes using the same token:
 - ``throttled(delay)`` after a 429 halves the rate and holds every waiter for the delay;
 - ``limit(per_minute, burst)`` adopts a limit the server states in words ("reduced to 6
   requests per minute with a burst of 1") and holds it for a minute before probing up;
-- each success (``grant``) adds back a little rate, up to the configured one, and each
-  reply showing plenty of room doubles the burst, up to the configured one.
+- while requests succeed (``grant``) the rate grows back over time, up to the configured
+  one, and each reply showing plenty of room doubles the burst, up to the configured one.
 
 Bursts start at one token (slow start): a fresh client cannot flood a server whose limit
 is lower than it thinks before the first reply has told it so.
@@ -36,8 +36,10 @@ Sleep = Callable[[float], Awaitable[None]]
 _EPSILON = 1e-9
 #: rate is never cut below this fraction of the configured rate by 429s alone
 _MIN_RATE_FRACTION = 1 / 1000
-#: each success adds back this fraction of the configured rate
-_INCREASE_FRACTION = 1 / 100
+#: while requests succeed, the rate grows back by this fraction of the configured rate
+#: per second (tied to time, not to the number of successes: at a high rate successes
+#: come so fast that growth per success would overshoot again at once)
+_GROWTH_PER_SECOND = 1 / 50
 #: a server down to this many tokens is about to say 429: slow down now
 _LOW_WATER = 1.0
 #: how long a limit the server stated holds before the rate may grow again
@@ -89,7 +91,9 @@ class TokenBucket:
     __slots__ = (
         "_clock",
         "_cut_at",
+        "_grown_at",
         "_hold_until",
+        "_last_remaining",
         "_lock",
         "_paused_until",
         "_sleep",
@@ -123,6 +127,8 @@ class TokenBucket:
         self._paused_until = 0.0
         self._hold_until = 0.0
         self._cut_at = -1e18
+        self._grown_at = self._updated
+        self._last_remaining = float("inf")
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -155,6 +161,11 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
+    def available(self, now: float) -> float:
+        """Tokens in the bucket at ``now`` (0 while paused)."""
+        self._refill(now)
+        return 0.0 if now < self._paused_until else self._tokens
+
     def take(self, now: float) -> bool:
         """Take one token if one is available at ``now``."""
         if self.delay(now) > 0:
@@ -183,7 +194,7 @@ class TokenBucket:
         # rate once for them, not once each (that would collapse it).
         if now - self._cut_at < 1.0 / self.rate:
             return False
-        self._cut_at = now
+        self._cut_at = self._grown_at = now
         return True
 
     def throttled(self, seconds: float) -> None:
@@ -198,23 +209,29 @@ class TokenBucket:
         """Follow the server's count of what is left (the ``ratelimit-remaining`` header).
 
         Lower our tokens to it, never raise them above ours: others may share the token.
-        At the server's last token, slow down now rather than hear 429 next. With plenty
-        of room, let bursts grow.
+        When the server's count is falling to its last token, slow down now rather than
+        hear 429 next (a count that stays at 0 is a server with no burst, paced right).
+        With plenty of room, let bursts grow.
         """
         now = self._clock()
         self._refill(now)
         if remaining < self._tokens:
             self._tokens = max(0.0, remaining)
-        if remaining <= _LOW_WATER:
+        falling = remaining < self._last_remaining
+        self._last_remaining = remaining
+        if remaining <= _LOW_WATER and falling:
             if self._may_cut(now):
                 self._set_rate(self.rate * 0.75)
         elif remaining >= 2 * self.capacity and self.capacity < self.max_capacity:
             self.capacity = min(self.max_capacity, self.capacity * 2)
 
     def grant(self) -> None:
-        """A request went through: win back a little of the configured rate."""
-        if self.rate < self.max_rate and self._clock() >= self._hold_until:
-            self._set_rate(self.rate + self.max_rate * _INCREASE_FRACTION)
+        """A request went through: win back some of the configured rate, by elapsed time."""
+        now = self._clock()
+        elapsed = min(1.0, now - self._grown_at)  # an idle spell is no evidence of room
+        self._grown_at = now
+        if self.rate < self.max_rate and now >= self._hold_until and elapsed > 0:
+            self._set_rate(self.rate + self.max_rate * _GROWTH_PER_SECOND * elapsed)
 
     def limit(self, per_minute: float, burst: float | None) -> None:
         """Adopt a limit the server stated, and keep to it for a while before probing up."""

@@ -29,9 +29,16 @@ class Emulator(AsyncClosing):
 
     ``url`` is the base URL (ending in ``/v1``) and ``token`` a valid API token; pass both
     to a client. ``start_delay`` is how long predictions stay ``starting``; ``page_size``
-    the size of list pages. Rate-limit headers are always sent; with
-    ``enforce_limits=True`` requests over ``create_per_minute`` / ``other_per_minute``
-    get 429 as on the real service.
+    the size of list pages.
+
+    Rate limits are token buckets per API token, one for the three create endpoints and
+    one for the rest: ``create_per_minute`` / ``other_per_minute`` refill them and
+    ``create_burst`` / ``other_burst`` size them (a minute's worth by default, as the
+    real headers suggest). ``ratelimit-remaining`` / ``ratelimit-reset`` are always sent;
+    with ``enforce_limits=True`` a request finding its bucket empty gets Replicate's 429
+    ("Request was throttled. Expected available in 1 second."), or with
+    ``low_credit=True`` the wording that states the reduced create limit. Scale the rates
+    up (with the client's) to run rate tests in seconds.
     """
 
     def __init__(
@@ -44,7 +51,10 @@ class Emulator(AsyncClosing):
         page_size: int = 100,
         create_per_minute: float = 600,
         other_per_minute: float = 3000,
+        create_burst: float | None = None,
+        other_burst: float | None = None,
         enforce_limits: bool = False,
+        low_credit: bool = False,
     ) -> None:
         self.token = token or "r8_emulator_" + secrets.token_hex(16)
         self.host = host
@@ -60,7 +70,10 @@ class Emulator(AsyncClosing):
             page_size=page_size,
             create_per_minute=create_per_minute,
             other_per_minute=other_per_minute,
+            create_burst=create_burst,
+            other_burst=other_burst,
             enforce_limits=enforce_limits,
+            low_credit=low_credit,
         )
         self._runners: list[web.AppRunner] = []
         self._url: str | None = None
@@ -211,6 +224,18 @@ class Emulator(AsyncClosing):
                 body=data,
                 content_type=content_type,
             )
+        )
+
+    def delay_next(self, method: str, route: str, seconds: float, *, times: int = 1) -> None:
+        """Hold the next matching request(s) ``seconds`` before handling them."""
+        self.inject(Fault(method=method, route=route, times=times, delay=seconds))
+
+    def count_status(self, status: int, method: str | None = None, route: str | None = None) -> int:
+        """How many replies had ``status`` (optionally only for one method and route)."""
+        return sum(
+            n
+            for (m, r, s), n in self._state.statuses.items()
+            if s == status and method in (None, m) and route in (None, r)
         )
 
     def reset_next(self, method: str, route: str, *, times: int = 1) -> None:

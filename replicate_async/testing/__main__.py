@@ -10,10 +10,20 @@ from . import Emulator
 
 async def _serve(args: argparse.Namespace) -> None:
     async with Emulator(
-        host=args.host, port=args.port, token=args.token, start_delay=args.start_delay
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        start_delay=args.start_delay,
+        create_per_minute=args.create_per_minute,
+        other_per_minute=args.other_per_minute,
+        create_burst=args.create_burst,
+        other_burst=args.other_burst,
+        enforce_limits=args.enforce_limits,
+        low_credit=args.low_credit,
     ) as emu:
         print(f"Replicate emulator listening on {emu.url}", flush=True)
         print(f"  export REPLICATE_BASE_URL={emu.url}")
+        print(f"  request counts: curl {emu.root_url}/_emulator/stats")
         print(f"  export REPLICATE_API_TOKEN={emu.token}")
         print("Models: " + ", ".join(sorted(emu._store.models)))
         print("Ctrl-C to stop.", flush=True)
@@ -27,6 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8008)
     parser.add_argument("--token", default=None, help="accepted API token (default: random)")
     parser.add_argument("--start-delay", type=float, default=0.0)
+    parser.add_argument("--create-per-minute", type=float, default=600)
+    parser.add_argument("--other-per-minute", type=float, default=3000)
+    parser.add_argument("--create-burst", type=float, default=None)
+    parser.add_argument("--other-burst", type=float, default=None)
+    parser.add_argument("--enforce-limits", action="store_true", help="answer 429 over limits")
+    parser.add_argument("--low-credit", action="store_true", help="429s state the limit")
     args = parser.parse_args(argv)
     try:
         asyncio.run(_serve(args))

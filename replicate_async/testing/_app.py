@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from ..limits import TokenBucket
 from ._jobs import InputError, Job, JobStore, ModelSpec, pattern_chunks, timestamp
 
 __all__ = ["ApiState", "Fault", "build_api_app", "build_delivery_app"]
@@ -53,7 +54,8 @@ class Fault:
 
     ``status`` answers with that status and ``body`` instead of running the handler;
     ``reset_after=True`` runs the handler (so a create really happens) and then drops
-    the connection without a reply.
+    the connection without a reply; ``delay`` waits that many seconds first (to outlast a
+    client's timeout), then carries on.
     """
 
     method: str
@@ -63,25 +65,7 @@ class Fault:
     body: bytes = b""
     content_type: str = "text/html"
     reset_after: bool = False
-
-
-@attrs.define
-class _Bucket:
-    rate: float
-    capacity: float
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def reset_in(self) -> int:
-        return max(1, math.ceil((1 - (self.tokens % 1)) / self.rate))
+    delay: float = 0.0
 
 
 @attrs.define(kw_only=True)
@@ -93,18 +77,27 @@ class ApiState:
     page_size: int
     create_per_minute: float
     other_per_minute: float
+    create_burst: float | None
+    other_burst: float | None
     enforce_limits: bool
+    low_credit: bool
     webhook_secret: str
     requests: Counter[tuple[str, str]] = attrs.field(factory=Counter)
     faults: list[Fault] = attrs.field(factory=list)
+    statuses: Counter[tuple[str, str, int]] = attrs.field(factory=Counter)
     delivery_headers: list[dict[str, str]] = attrs.field(factory=list)
-    buckets: dict[tuple[str, bool], _Bucket] = attrs.field(factory=dict)
+    buckets: dict[tuple[str, bool], TokenBucket] = attrs.field(factory=dict)
 
-    def bucket(self, token: str, create: bool) -> _Bucket:
+    def bucket(self, token: str, create: bool) -> TokenBucket:
+        """The server-side bucket of one token and one limit class, made on first use."""
         key = (token, create)
         if key not in self.buckets:
             per_minute = self.create_per_minute if create else self.other_per_minute
-            self.buckets[key] = _Bucket(per_minute / 60, per_minute, per_minute, time.monotonic())
+            burst = self.create_burst if create else self.other_burst
+            # The same arithmetic as the client's buckets, without any adapting: a server
+            # bucket simply refills at its rate, up to its burst (a minute's worth unless
+            # set: the recorded headers show 599 left after one create).
+            self.buckets[key] = TokenBucket(per_minute / 60, burst or per_minute)
         return self.buckets[key]
 
 
@@ -162,13 +155,29 @@ def _base(request: web.Request) -> str:
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
     route = _route(request)
+    if route == "/_emulator/stats":
+        return await handler(request)
     method = _method(request)
     state.requests[(method, route)] += 1
+    response = await _serve(request, handler, state, method, route)
+    state.statuses[(method, route, response.status)] += 1
+    return response
+
+
+async def _serve(
+    request: web.Request, handler: Handler, state: ApiState, method: str, route: str
+) -> web.StreamResponse:
+    """Faults, then auth, then rate limits, then the route's handler."""
     fault = next((f for f in state.faults if f.method == method and f.route == route), None)
     if fault is not None:
         fault.times -= 1
         if fault.times <= 0:
             state.faults.remove(fault)
+        if fault.delay:
+            # Read the request first: a client that gives up waiting has still sent it,
+            # and the server still acts on it.
+            await request.read()
+            await asyncio.sleep(fault.delay)
         if fault.status is not None:
             return web.Response(
                 body=fault.body, status=fault.status, headers={"Content-Type": fault.content_type}
@@ -178,16 +187,18 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     if scheme.lower() not in ("bearer", "token") or token.strip() not in state.tokens:
         # The real 401 carries no rate-limit headers.
         return problem(401, "You did not pass a valid authentication token", "Unauthenticated")
-    bucket = state.bucket(token.strip(), (method, route) in CREATE_ROUTES)
-    allowed = bucket.take(time.monotonic())
+    create = (method, route) in CREATE_ROUTES
+    bucket = state.bucket(token.strip(), create)
+    now = time.monotonic()
+    allowed = bucket.take(now) or not state.enforce_limits
+    # Whole seconds until the next token, as the real headers and 429 texts give it.
+    reset = max(1, math.ceil(bucket.delay(now)))
     limit_headers = {
-        "ratelimit-remaining": str(int(bucket.tokens)),
-        "ratelimit-reset": str(bucket.reset_in()),
+        "ratelimit-remaining": str(int(bucket.available(now))),
+        "ratelimit-reset": str(reset),
     }
-    if not allowed and state.enforce_limits:
-        wait = bucket.reset_in()
-        unit = "second" if wait == 1 else "seconds"
-        reply = problem(429, f"Request was throttled. Expected available in {wait} {unit}.")
+    if not allowed:
+        reply = _throttled(state, bucket, create, reset)
         reply.headers.update(limit_headers)
         return reply
     response = await handler(request)
@@ -198,6 +209,21 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             request.transport.abort()
         raise asyncio.CancelledError
     return response
+
+
+def _throttled(state: ApiState, bucket: TokenBucket, create: bool, reset: int) -> web.Response:
+    """A 429 worded as Replicate words them."""
+    if state.low_credit and create:
+        per_minute = f"{bucket.rate * 60:g}"
+        return problem(
+            429,
+            "Request was throttled. Your rate limit for creating predictions is reduced to "
+            f"{per_minute} requests per minute with a burst of {bucket.capacity:g} requests "
+            f"while you have less than $5.0 in credit. Your rate limit resets in ~{reset}s.",
+            retry_after=reset,
+        )
+    unit = "second" if reset == 1 else "seconds"
+    return problem(429, f"Request was throttled. Expected available in {reset} {unit}.")
 
 
 # -- predictions -----------------------------------------------------------------------
@@ -571,6 +597,23 @@ async def fallback(request: web.Request) -> web.Response:
     return _not_found()
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Request and reply counts (emulator-only, outside /v1, no auth), for other processes."""
+    state = request.app[STATE]
+    return _json(
+        {
+            "requests": [
+                {"method": m, "route": r, "count": n} for (m, r), n in state.requests.items()
+            ],
+            "replies": [
+                {"method": m, "route": r, "status": s, "count": n}
+                for (m, r, s), n in state.statuses.items()
+            ],
+            "predictions": len(state.store.jobs),
+        }
+    )
+
+
 def build_api_app(state: ApiState) -> web.Application:
     """The API application, every route under ``/v1``."""
     app = web.Application(middlewares=[_middleware])
@@ -597,6 +640,7 @@ def build_api_app(state: ApiState) -> web.Application:
     r.add_get(f"{v}/account", get_account)
     r.add_get(f"{v}/webhooks/default/secret", webhook_secret)
     r.add_get(f"{v}/collections", list_collections)
+    r.add_get("/_emulator/stats", stats)
     r.add_route("*", "/{tail:.*}", fallback)
     return app
 

@@ -71,12 +71,17 @@ def test_observe_lowers_to_the_server_count_and_never_raises() -> None:
 def test_the_servers_last_token_slows_us_before_a_429() -> None:
     t = FakeTime()
     bucket = TokenBucket(rate=10.0, capacity=10.0, clock=t.clock)
-    bucket.observe(1)
+    bucket.observe(3)
+    bucket.observe(1)  # falling to its last token
     assert bucket.rate == pytest.approx(7.5)
     bucket.observe(0)  # the same news from a reply in flight with it: no second cut
     assert bucket.rate == pytest.approx(7.5)
     t.now = 1.0
-    bucket.observe(0)
+    bucket.observe(0)  # steady at 0: a server without burst, and we are at its pace
+    assert bucket.rate == pytest.approx(7.5)
+    bucket.observe(2)
+    t.now = 2.0
+    bucket.observe(1)
     assert bucket.rate == pytest.approx(7.5 * 0.75)
 
 
@@ -108,8 +113,12 @@ def test_successes_win_back_the_configured_rate() -> None:
     bucket = TokenBucket(rate=10.0, capacity=10.0, clock=t.clock)
     bucket.throttled(0)
     for _ in range(100):
+        bucket.grant()  # many successes in no time are no evidence of room
+    assert bucket.rate == pytest.approx(5.0)
+    for second in range(1, 30):
+        t.now = float(second)
         bucket.grant()
-    assert bucket.rate == pytest.approx(10.0)
+    assert bucket.rate == pytest.approx(10.0)  # 2% of 10/s a second: back in 25 s
 
 
 def test_a_stated_limit_is_adopted_and_held() -> None:
@@ -121,7 +130,8 @@ def test_a_stated_limit_is_adopted_and_held() -> None:
     bucket.limit(*stated)
     assert bucket.rate == pytest.approx(0.1)
     assert bucket.capacity == 1.0
-    for _ in range(50):
+    for second in range(50):
+        t.now = float(second)
         bucket.grant()
     assert bucket.rate == pytest.approx(0.1)  # held for a while...
     t.now = 61.0
