@@ -92,11 +92,10 @@ class StreamingBody(AsyncClosing):
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, self._method, self._url, sent=True) from exc
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        """Yield whatever bytes have arrived, as soon as they arrive (for SSE)."""
+    async def read_any(self) -> bytes:
+        """The next bytes that arrive, as soon as any do; b"" at the end of the body."""
         try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
+            return await self._resp.content.readany()
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, self._method, self._url, sent=True) from exc
 

@@ -37,6 +37,7 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
     TransportError,
+    ValidationError,
     error_from_response,
     parse_problem,
 )
@@ -56,6 +57,7 @@ from .resources import (
     Webhooks,
 )
 from .retry import Failure, RetryPolicy, decide, is_idempotent, parse_retry_after
+from .streaming import PredictionStream, StreamPolicy
 from .types import Prediction, Status
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncReplicate", "ClientConfig"]
@@ -384,6 +386,50 @@ class AsyncReplicate(AsyncClosing):
         if not prediction.done:
             prediction = await self.predictions.wait(prediction, timeout=timeout)
         return self.output_of(prediction, use_file_output=use_file_output)
+
+    def stream(
+        self,
+        ref: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        webhook: str | None = None,
+        webhook_events_filter: Iterable[str] | None = None,
+        cancel_after: str | float | None = None,
+        policy: StreamPolicy | None = None,
+    ) -> PredictionStream:
+        """Run a model with streaming output; iterate the events as they are made.
+
+        ``async for event in client.stream("owner/name", input={...}): print(event, end="")``
+        (``str(event)`` is the text of ``output`` events and "" for the rest). The
+        prediction is created on the first iteration; ``stream.prediction`` has it then.
+        """
+        target = parse_ref(ref)
+
+        async def start() -> Prediction:
+            try:
+                return await self.predictions._create_target(
+                    target,
+                    input,
+                    stream=True,
+                    webhook=webhook,
+                    webhook_events_filter=webhook_events_filter,
+                    cancel_after=cancel_after,
+                )
+            except ValidationError as error:
+                if "stream" not in (error.detail or "").lower():
+                    raise
+                raise ValidationError(
+                    f"{target.label} does not stream its output (the API says: "
+                    f"{error.detail}). Use client.run({ref!r}, ...) for it instead.",
+                    status=error.status,
+                    title=error.title,
+                    detail=error.detail,
+                    method=error.method,
+                    url=error.url,
+                    body=error.body,
+                ) from error
+
+        return PredictionStream(self, start, policy)
 
     def output_of(self, prediction: Prediction, *, use_file_output: bool = True) -> Any:
         """The output of a finished prediction, or the error it ended with."""

@@ -50,10 +50,7 @@ class Status:
     KNOWN = TERMINAL | RUNNING
 
 
-_frozen = attrs.frozen(kw_only=True)
-
-
-@_frozen
+@attrs.frozen(kw_only=True)
 class PredictionUrls:
     """Where to get, cancel, stream or view a prediction (``stream`` only when streaming)."""
 
@@ -63,7 +60,7 @@ class PredictionUrls:
     web: str | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class _Job:
     """The fields that predictions and trainings share."""
 
@@ -102,17 +99,17 @@ class _Job:
         return float(value) if isinstance(value, (int, float)) else None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Prediction(_Job):
     """One run of a model (``GET /predictions/{id}``)."""
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Training(_Job):
     """One training job (``GET /trainings/{id}``); same shape as a prediction."""
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Version:
     """A model version: an immutable build with its OpenAPI schema."""
 
@@ -122,7 +119,7 @@ class Version:
     openapi_schema: dict[str, Any] | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Model:
     """A model (``GET /models/{owner}/{name}``)."""
 
@@ -147,7 +144,7 @@ class Model:
         return f"{self.owner}/{self.name}"
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Collection:
     """A curated collection of models; ``models`` is absent in list pages."""
 
@@ -158,7 +155,7 @@ class Collection:
     models: list[Model] | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Hardware:
     """A hardware SKU models and deployments can run on."""
 
@@ -166,7 +163,7 @@ class Hardware:
     name: str | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Account:
     """The account a token belongs to (also a deployment release's author)."""
 
@@ -177,7 +174,7 @@ class Account:
     avatar_url: str | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class DeploymentConfiguration:
     """Hardware and scaling of a deployment release."""
 
@@ -186,7 +183,7 @@ class DeploymentConfiguration:
     max_instances: int | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class DeploymentRelease:
     """One release of a deployment: which version it serves and how."""
 
@@ -198,7 +195,7 @@ class DeploymentRelease:
     configuration: DeploymentConfiguration | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Deployment:
     """A deployment (``GET /deployments/{owner}/{name}``)."""
 
@@ -207,7 +204,7 @@ class Deployment:
     current_release: DeploymentRelease | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class File:
     """An uploaded file (``POST /files``); it expires 24 hours after upload."""
 
@@ -223,14 +220,14 @@ class File:
     urls: dict[str, str] | None = None
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class WebhookSecret:
     """The signing secret of the account's webhooks (``whsec_...``)."""
 
     key: str
 
 
-@_frozen
+@attrs.frozen(kw_only=True)
 class Problem:
     """An error body (problem+json). ``retry_after`` appears on some 429s."""
 

@@ -13,6 +13,7 @@ from ..errors import CreateOutcomeUnknownError, ReplicateError
 from ..pagination import AsyncPager
 from ..polling import poll
 from ..refs import Target, deployment_target, model_target, version_target
+from ..streaming import PredictionStream, StreamPolicy
 from ..types import Prediction
 from ._base import Resource
 
@@ -257,6 +258,19 @@ class Predictions(Resource):
             last = snapshot
         assert last is not None
         return last
+
+    def stream(
+        self, prediction: Prediction | str, *, policy: StreamPolicy | None = None
+    ) -> PredictionStream:
+        """Stream the events of an existing prediction (created with ``stream=True``)."""
+        pid = _id_of(prediction)
+
+        async def start() -> Prediction:
+            if isinstance(prediction, Prediction) and prediction.urls and prediction.urls.stream:
+                return prediction
+            return await self.get(pid)
+
+        return PredictionStream(self._client, start, policy)
 
     def watch(
         self, prediction: Prediction | str, *, timeout: float | None = None

@@ -17,7 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from .._aiter import AsyncClosing
-from ._app import ApiState, Fault, build_api_app, build_delivery_app
+from ._app import (
+    ApiState,
+    Fault,
+    StreamFault,
+    build_api_app,
+    build_delivery_app,
+    build_stream_app,
+)
 from ._builtin import builtin_models
 from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
 
@@ -55,11 +62,16 @@ class Emulator(AsyncClosing):
         other_burst: float | None = None,
         enforce_limits: bool = False,
         low_credit: bool = False,
+        stream_idle_timeout: float = 30.0,
     ) -> None:
         self.token = token or "r8_emulator_" + secrets.token_hex(16)
         self.host = host
         self._port = port
-        self._store = JobStore(start_delay=start_delay, delivery_url=lambda: self.delivery_url)
+        self._store = JobStore(
+            start_delay=start_delay,
+            delivery_url=lambda: self.delivery_url,
+            stream_url=lambda: self.stream_url,
+        )
         for spec in builtin_models():
             self._store.add_model(spec)
         self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -74,10 +86,12 @@ class Emulator(AsyncClosing):
             other_burst=other_burst,
             enforce_limits=enforce_limits,
             low_credit=low_credit,
+            stream_idle_timeout=stream_idle_timeout,
         )
         self._runners: list[web.AppRunner] = []
         self._url: str | None = None
         self._delivery_url: str | None = None
+        self._stream_url: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -89,6 +103,8 @@ class Emulator(AsyncClosing):
         delivery = build_delivery_app(self._state)
         self._url = f"http://{self.host}:{await self._serve(api, self._port)}/v1"
         self._delivery_url = f"http://{self.host}:{await self._serve(delivery, 0)}"
+        stream = build_stream_app(self._state)
+        self._stream_url = f"http://{self.host}:{await self._serve(stream, 0)}"
         return self
 
     async def _serve(self, app: web.Application, port: int) -> int:
@@ -126,6 +142,13 @@ class Emulator(AsyncClosing):
         return self.url.removesuffix("/v1")
 
     @property
+    def stream_url(self) -> str:
+        """The streaming host's root (another origin, as ``stream.replicate.com`` is)."""
+        if self._stream_url is None:
+            raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
+        return self._stream_url
+
+    @property
     def delivery_url(self) -> str:
         """Where output files are served (another port: another origin, as on Replicate)."""
         if self._delivery_url is None:
@@ -142,18 +165,27 @@ class Emulator(AsyncClosing):
         inputs: dict[str, tuple[str, Any]] | None = None,
         description: str | None = None,
         streams: bool = False,
+        files: bool = False,
     ) -> ModelSpec:
         """Serve ``fn(input, ctx)`` as model ``owner/name``; returns its spec (``.version``).
 
         ``fn`` may be sync or async; it returns the output, and may call ``ctx.log()``,
         ``ctx.emit()`` and ``ctx.file()``. Raising makes the prediction ``failed``.
         ``inputs`` (``{"name": ("string", default_or_...)}``) turns bad input into 422.
+        ``streams=True`` accepts ``stream: true`` (others get 422, as on Replicate);
+        ``files=True`` makes its streams file streams (``.../v1/files/...``).
         """
         owner, sep, name = ref.partition("/")
         if not sep or not owner or not name or "/" in name:
             raise ValueError(f"model ref must be 'owner/name', got {ref!r}")
         spec = ModelSpec(
-            owner=owner, name=name, fn=fn, inputs=inputs, description=description, streams=streams
+            owner=owner,
+            name=name,
+            fn=fn,
+            inputs=inputs,
+            description=description,
+            streams=streams,
+            files=files,
         )
         return self._store.add_model(spec)
 
@@ -237,6 +269,22 @@ class Emulator(AsyncClosing):
             for (m, r, s), n in self._state.statuses.items()
             if s == status and method in (None, m) and route in (None, r)
         )
+
+    def drop_stream_after(self, events: int, *, resumable: bool = True, times: int = 1) -> None:
+        """Cut the next ``times`` stream connections after ``events`` events.
+
+        A client should reconnect with ``Last-Event-ID`` and carry on. With
+        ``resumable=False`` the stream is gone after the cut (reconnections get 404), as
+        when a stream expires: the client has to fall back on the prediction's output.
+        """
+        self._state.stream_faults.append(
+            StreamFault(after=events, resumable=resumable, times=times)
+        )
+
+    @property
+    def stream_requests(self) -> list[dict[str, str]]:
+        """Headers of every request the streaming host received."""
+        return self._state.stream_requests
 
     def reset_next(self, method: str, route: str, *, times: int = 1) -> None:
         """Handle the next matching request(s), then drop the connection with no reply."""

@@ -22,9 +22,17 @@ import attrs
 from aiohttp import web
 
 from ..limits import TokenBucket
+from ..sse import encode_event
 from ._jobs import InputError, Job, JobStore, ModelSpec, pattern_chunks, timestamp
 
-__all__ = ["ApiState", "Fault", "build_api_app", "build_delivery_app"]
+__all__ = [
+    "ApiState",
+    "Fault",
+    "StreamFault",
+    "build_api_app",
+    "build_delivery_app",
+    "build_stream_app",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -69,6 +77,18 @@ class Fault:
 
 
 @attrs.define(kw_only=True)
+class StreamFault:
+    """Cut the next ``times`` stream connections after ``after`` events.
+
+    With ``resumable=False`` the stream is gone afterwards: reconnections get 404.
+    """
+
+    after: int
+    resumable: bool = True
+    times: int = 1
+
+
+@attrs.define(kw_only=True)
 class ApiState:
     """Everything the handlers share."""
 
@@ -87,6 +107,9 @@ class ApiState:
     statuses: Counter[tuple[str, str, int]] = attrs.field(factory=Counter)
     delivery_headers: list[dict[str, str]] = attrs.field(factory=list)
     buckets: dict[tuple[str, bool], TokenBucket] = attrs.field(factory=dict)
+    stream_faults: list[StreamFault] = attrs.field(factory=list)
+    stream_requests: list[dict[str, str]] = attrs.field(factory=list)
+    stream_idle_timeout: float = 30.0
 
     def bucket(self, token: str, create: bool) -> TokenBucket:
         """The server-side bucket of one token and one limit class, made on first use."""
@@ -284,7 +307,8 @@ async def _create(
         )
     stream = bool(body.get("stream", False))
     if stream and not spec.streams:
-        return problem(422, "This version does not support streaming output.", "Unprocessable")
+        # Word for word what the real API answers (recorded).
+        return problem(422, "Streaming not supported for the output type of the requested version.")
     webhook = body.get("webhook")
     events = body.get("webhook_events_filter")
     cancel_after: float | None = None
@@ -668,6 +692,66 @@ async def deliver(request: web.Request) -> web.StreamResponse:
         await response.write(chunk)
     await response.write_eof()
     return response
+
+
+# -- the streaming host ------------------------------------------------------------------
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/streams/{key}``: SSE as Replicate's nchan-based stream host sends it."""
+    state = request.app[STATE]
+    state.stream_requests.append(dict(request.headers))
+    job = state.store.streams.get(request.match_info["key"])
+    if job is None or job.stream_gone:
+        return web.Response(status=404, text="Not Found")
+    fault = state.stream_faults[0] if state.stream_faults else None
+    if fault is not None:
+        fault.times -= 1
+        if fault.times <= 0:
+            state.stream_faults.pop(0)
+    # Resume after the last event the client saw, as nchan does with Last-Event-ID.
+    last = request.headers.get("Last-Event-ID")
+    ids = [event_id for event_id, _, _ in job.events]
+    cursor = ids.index(last) + 1 if last in ids else 0
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    await response.write(b": hi\n\n")
+    sent = 0
+    while True:
+        changed = job.changed
+        while cursor < len(job.events):
+            event_id, event, data = job.events[cursor]
+            await response.write(encode_event(event, data, event_id))
+            cursor += 1
+            sent += 1
+            if event == "done":
+                await response.write_eof()
+                return response
+            if fault is not None and sent >= fault.after:
+                if not fault.resumable:
+                    job.stream_gone = True
+                # Cut the line mid-stream, as a dropped connection does.
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError
+        try:
+            await asyncio.wait_for(changed.wait(), state.stream_idle_timeout)
+        except asyncio.TimeoutError:
+            # After 30 s of silence the real host says so in a comment and hangs up.
+            await response.write(b":408: 408 Request Timeout\n\n")
+            await response.write_eof()
+            return response
+
+
+def build_stream_app(state: ApiState) -> web.Application:
+    """The streaming host (``stream.replicate.com`` stand-in): no auth, its own port."""
+    app = web.Application()
+    app[STATE] = state
+    app.router.add_get("/v1/streams/{key}", stream_events)
+    app.router.add_get("/v1/files/{key}", stream_events)
+    return app
 
 
 def build_delivery_app(state: ApiState) -> web.Application:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import json
 import secrets
 import time
 import traceback
@@ -73,6 +74,8 @@ class ModelSpec:
     inputs: dict[str, tuple[str, Any]] | None = None
     description: str | None = None
     streams: bool = False
+    #: its outputs are files: a stream of it is a file stream (".../v1/files/...")
+    files: bool = False
     version: str = ""
 
     def __attrs_post_init__(self) -> None:
@@ -142,14 +145,17 @@ class RunContext:
         return self._job.id
 
     def log(self, line: str) -> None:
-        """Append a line to the prediction's logs."""
-        self._job.logs += line if line.endswith("\n") else line + "\n"
+        """Append a line to the prediction's logs (and send it as a ``logs`` event)."""
+        text = line if line.endswith("\n") else line + "\n"
+        self._job.logs += text
+        self._job.add_event("logs", text.rstrip("\n"))
 
     def emit(self, item: Any) -> None:
-        """Append to a list output as it is produced (an iterator model)."""
+        """Append to a list output as it is produced (an ``output`` event if streaming)."""
         if not isinstance(self._job.output, list):
             self._job.output = []
         self._job.output.append(item)
+        self._job.add_event("output", item if isinstance(item, str) else json.dumps(item))
 
     def file(
         self,
@@ -195,6 +201,13 @@ class Job:
     predict_time: float | None = None
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = attrs.field(factory=asyncio.Event)
+    #: the SSE events so far (id, event, data), kept only for streaming predictions
+    events: list[tuple[str, str, str]] = attrs.field(factory=list)
+    #: set (and replaced) whenever an event is added, to wake stream connections
+    changed: asyncio.Event = attrs.field(factory=asyncio.Event)
+    stream_url: str | None = None
+    #: a test made this stream unresumable: reconnections get 404
+    stream_gone: bool = False
     timer: asyncio.TimerHandle | None = None
     seq: int = 0
 
@@ -202,6 +215,16 @@ class Job:
     def terminal(self) -> bool:
         """Whether the job has ended."""
         return self.status in ("succeeded", "failed", "canceled", "aborted")
+
+    def add_event(self, event: str, data: str) -> None:
+        """Record an SSE event for stream connections (streaming predictions only)."""
+        if not self.stream:
+            return
+        # Replicate's ids look like "1690212292:0": a timestamp and a sequence number.
+        event_id = f"{int(self.created_at.timestamp())}:{len(self.events)}"
+        self.events.append((event_id, event, data))
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
 
     def to_json(self, base_url: str, web_url: str) -> dict[str, Any]:
         """The job as the API returns it."""
@@ -212,6 +235,8 @@ class Job:
             "get": api,
             "web": f"{web_url}/p/{self.id}",
         }
+        if self.stream_url is not None:
+            urls["stream"] = self.stream_url
         data: dict[str, Any] = {
             "id": self.id,
             "model": self.model.ref,
@@ -270,7 +295,13 @@ def pattern_chunks(seed: int, size: int, chunk: int = 64 * 1024) -> Iterator[byt
 class JobStore:
     """Every prediction and training, the models, and the lifecycle tasks."""
 
-    def __init__(self, *, start_delay: float, delivery_url: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        *,
+        start_delay: float,
+        delivery_url: Callable[[], str],
+        stream_url: Callable[[], str],
+    ) -> None:
         self.start_delay = start_delay
         self.models: dict[str, ModelSpec] = {}
         self.by_version: dict[str, ModelSpec] = {}
@@ -278,6 +309,8 @@ class JobStore:
         self.jobs: dict[str, Job] = {}
         self.files: dict[str, PublishedFile] = {}
         self._delivery_url = delivery_url
+        self._stream_url = stream_url
+        self.streams: dict[str, Job] = {}
         self._seq = 0
 
     def add_model(self, spec: ModelSpec) -> ModelSpec:
@@ -302,6 +335,11 @@ class JobStore:
         self._seq += 1
         job = Job(id=_new_id(), seq=self._seq, **kwargs)
         self.jobs[job.id] = job
+        if job.stream:
+            key = secrets.token_urlsafe(16)
+            kind = "files" if job.model.files else "streams"
+            job.stream_url = f"{self._stream_url()}/v1/{kind}/{key}"
+            self.streams[key] = job
         job.task = asyncio.get_running_loop().create_task(self._run(job))
         return job
 
@@ -319,6 +357,10 @@ class JobStore:
                 result = await result
             job.predict_time = round(time.perf_counter() - began, 6)
             if result is not None or job.output is None:
+                if job.stream and not any(kind == "output" for _, kind, _ in job.events):
+                    # A model that returned its output whole still streams it.
+                    for item in result if isinstance(result, list) else [result]:
+                        ctx.emit(item)
                 job.output = result
             self._finish(job, "succeeded")
         except asyncio.CancelledError:
@@ -335,6 +377,14 @@ class JobStore:
         job.completed_at = _now()
         if job.timer is not None:
             job.timer.cancel()
+        # The stream ends as Replicate's does: an error event then done, or done alone.
+        if status == "failed":
+            job.add_event("error", json.dumps({"detail": job.error}))
+            job.add_event("done", json.dumps({"reason": "error"}))
+        elif status in ("canceled", "aborted"):
+            job.add_event("done", json.dumps({"reason": "canceled"}))
+        else:
+            job.add_event("done", "{}")
         job.done.set()
 
     def cancel(self, job: Job, *, status: str = "canceled") -> None:

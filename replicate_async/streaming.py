@@ -1,0 +1,283 @@
+"""Streaming a prediction's output as server-sent events, resuming when the line drops.
+
+``PredictionStream`` is what ``client.stream()`` and ``client.predictions.stream()``
+return. It opens ``urls.stream`` (another host than the API: no Authorization header is
+ever sent there), decodes events with :class:`~replicate_async.sse.SSEDecoder`, and:
+
+- stops at ``done``; ``done`` with ``{"reason": "canceled"}`` raises PredictionCanceled;
+- raises PredictionFailed at an ``error`` event, after every event before it;
+- reconnects with ``Last-Event-ID`` when the connection drops before ``done``, skipping
+  events it already gave you; if the server cannot resume, it waits for the prediction
+  and gives you what is missing from its ``output``: a stream never ends early in
+  silence;
+- closes its connection at once on ``break`` (when the stream object is dropped),
+  ``aclose()``, leaving ``async with``, or cancellation.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._aiter import AsyncClosing
+from ._transport import StreamingBody
+from .errors import (
+    APIError,
+    PredictionCanceled,
+    PredictionFailed,
+    ReplicateError,
+    TransportError,
+    error_from_response,
+)
+from .files import FileOutput, is_file_url
+from .sse import ServerSentEvent, SSEDecoder
+from .types import Prediction, Status
+
+if TYPE_CHECKING:
+    from .client import AsyncReplicate
+
+__all__ = ["PredictionStream", "StreamPolicy"]
+
+
+@attrs.frozen(kw_only=True)
+class StreamPolicy:
+    """How hard a stream tries to resume after its connection drops.
+
+    ``read_timeout`` is the longest silence tolerated (the server sends a comment and
+    closes after 30 s idle, so it should be longer than that); then it reconnects.
+    """
+
+    max_reconnects: int = 5
+    initial_backoff: float = 0.1
+    max_backoff: float = 5.0
+    read_timeout: float = 60.0
+
+
+class PredictionStream(AsyncClosing):
+    """Events of one prediction, as they are made. Iterate it once."""
+
+    def __init__(
+        self,
+        client: AsyncReplicate,
+        start: Callable[[], Awaitable[Prediction]],
+        policy: StreamPolicy | None = None,
+    ) -> None:
+        self._client = client
+        self._start = start
+        self._policy = policy or StreamPolicy()
+        self.prediction: Prediction | None = None
+        self._body: StreamingBody | None = None
+        self._decoder = SSEDecoder()
+        self._queue: collections.deque[ServerSentEvent | BaseException] = collections.deque()
+        self._seen_ids: set[str] = set()
+        self._outputs = 0  # output events given out, to know what is missing after a fallback
+        self._finished = False
+        self._reconnects = 0
+        self._file_stream = False
+
+    def __aiter__(self) -> PredictionStream:
+        return self
+
+    async def __anext__(self) -> ServerSentEvent:
+        try:
+            while not self._queue:
+                if self._finished:
+                    raise StopAsyncIteration
+                await self._fill()
+        except BaseException:
+            # An error, a cancellation, or the end: the connection goes now, not later.
+            self._close_body()
+            raise
+        item = self._queue.popleft()
+        if isinstance(item, BaseException):
+            self._finished = True
+            self._queue.clear()
+            self._close_body()
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        """Stop streaming and release the connection."""
+        self._finished = True
+        self._queue.clear()
+        self._close_body()
+
+    def _close_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.close()
+
+    def __del__(self) -> None:
+        # `break` out of `async for` drops the stream: give the connection back at once
+        # rather than when the garbage collector gets to it.
+        body = getattr(self, "_body", None)
+        if body is not None:
+            body.close()
+
+    # -- filling the queue --------------------------------------------------------------
+
+    async def _fill(self) -> None:
+        if self.prediction is None:
+            self.prediction = await self._start()
+            url = self.prediction.urls.stream if self.prediction.urls else None
+            if not url:
+                raise ValueError(
+                    f"Prediction {self.prediction.id} has no stream URL: it was not created "
+                    "with stream=True (use client.stream(...), or "
+                    "predictions.create(..., stream=True))."
+                )
+            # File streams (".../v1/files/...") carry one file per output event.
+            self._file_stream = "/v1/files/" in url
+        if self._body is None:
+            await self._connect()
+            return
+        try:
+            chunk = await self._body.read_any()
+        except TransportError:
+            chunk = b""  # a dropped connection reads as an early end: resume below
+        if not chunk:
+            self._close_body()
+            self._decoder.flush()
+            await self._reconnect_or_fall_back()
+            return
+        for event in self._decoder.feed(chunk):
+            self._handle(event)
+
+    async def _connect(self) -> None:
+        assert self.prediction is not None
+        url = self.prediction.urls.stream if self.prediction.urls else None
+        assert url is not None
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if self._decoder.last_event_id:
+            headers["Last-Event-ID"] = self._decoder.last_event_id
+        try:
+            body = await self._client._transport.open(
+                "GET", url, headers=headers, read_timeout=self._policy.read_timeout
+            )
+        except TransportError:
+            await self._reconnect_or_fall_back()
+            return
+        if body.status >= 400:
+            error = error_from_response("GET", url, body.status, body.reason, await body.read())
+            body.close()
+            if self._reconnects == 0 and not self._decoder.last_event_id:
+                raise error  # the very first connection failed: nothing to resume
+            # The server cannot resume this stream (expired, gone): recover by polling.
+            await self._fall_back(error)
+            return
+        self._body = body
+        # A fresh decoder for a fresh connection, keeping the id to resume from.
+        self._decoder = SSEDecoder(self._decoder.last_event_id)
+
+    async def _reconnect_or_fall_back(self) -> None:
+        if self._finished:
+            return
+        if self._reconnects >= self._policy.max_reconnects:
+            await self._fall_back(None)
+            return
+        self._reconnects += 1
+        base = self._decoder.retry / 1000 if self._decoder.retry else self._policy.initial_backoff
+        delay = min(self._policy.max_backoff, base * 2 ** (self._reconnects - 1))
+        await self._client._sleep(delay * (0.5 + random.random() / 2))
+        await self._connect()
+
+    def _handle(self, event: ServerSentEvent) -> None:
+        if event.id is not None:
+            if event.id in self._seen_ids:
+                return  # replayed after a reconnect: already given out
+            self._seen_ids.add(event.id)
+        kind = event.event
+        if kind == "output":
+            self._outputs += 1
+            if self._file_stream or is_file_url(event.data):
+                file = FileOutput(event.data, self._client._transport)
+                event = attrs.evolve(event, file=file)
+            self._queue.append(event)
+        elif kind == "error":
+            self._queue.append(self._failed(event))
+            self._finished = True
+        elif kind == "done":
+            reason = _reason(event)
+            if reason == "canceled":
+                self._queue.append(self._canceled())
+            elif reason == "error" and not any(
+                isinstance(item, PredictionFailed) for item in self._queue
+            ):
+                self._queue.append(self._failed(None))
+            self._finished = True
+            self._close_body()
+        else:
+            self._queue.append(event)  # logs, and types this version does not know
+
+    def _failed(self, event: ServerSentEvent | None) -> PredictionFailed:
+        assert self.prediction is not None
+        detail: Any = None
+        if event is not None:
+            try:
+                detail = event.json().get("detail")
+            except (ValueError, AttributeError):
+                detail = event.data
+        prediction = attrs.evolve(self.prediction, status=Status.FAILED, error=detail)
+        return PredictionFailed(
+            f"Prediction {prediction.id} failed while streaming: {detail or 'no detail given'}",
+            prediction=prediction,
+            detail=detail if isinstance(detail, str) else None,
+        )
+
+    def _canceled(self) -> PredictionCanceled:
+        assert self.prediction is not None
+        prediction = attrs.evolve(self.prediction, status=Status.CANCELED)
+        return PredictionCanceled(
+            f"Prediction {prediction.id} was canceled while streaming.", prediction=prediction
+        )
+
+    async def _fall_back(self, cause: ReplicateError | None) -> None:
+        """The stream cannot be resumed: wait for the prediction, give what is missing."""
+        assert self.prediction is not None
+        self._close_body()
+        try:
+            final = await self._client.predictions.wait(self.prediction)
+        except APIError:
+            if cause is not None:
+                raise cause from None
+            raise
+        self.prediction = final
+        self._finished = True
+        output = final.output
+        missing: list[Any]
+        if isinstance(output, list):
+            missing = output[self._outputs :]
+        elif isinstance(output, str) and self._outputs == 0:
+            missing = [output]
+        else:
+            missing = []
+        for item in missing:
+            text = item if isinstance(item, str) else json.dumps(item)
+            file = FileOutput(text, self._client._transport) if is_file_url(text) else None
+            self._queue.append(ServerSentEvent("output", text, None, None, file))
+            self._outputs += 1
+        if final.status == Status.FAILED:
+            self._queue.append(
+                PredictionFailed(
+                    f"Prediction {final.id} failed: {final.error or 'no error given'}",
+                    prediction=final,
+                )
+            )
+        elif final.status in (Status.CANCELED, Status.ABORTED):
+            self._queue.append(
+                PredictionCanceled(f"Prediction {final.id} was {final.status}.", prediction=final)
+            )
+
+
+def _reason(event: ServerSentEvent) -> str | None:
+    try:
+        data = event.json()
+    except ValueError:
+        return None
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return reason if isinstance(reason, str) else None

@@ -1,0 +1,157 @@
+"""The SSE decoder: WHATWG rules, any split of the bytes, and Replicate's examples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replicate_async.sse import ServerSentEvent, SSEDecoder, encode_event
+from tests.conftest import PAYLOADS
+
+
+def decode(data: bytes, chunks: list[int] | None = None) -> list[ServerSentEvent]:
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    if chunks is None:
+        events += decoder.feed(data)
+    else:
+        at = 0
+        for size in chunks:
+            events += decoder.feed(data[at : at + size])
+            at += size
+        events += decoder.feed(data[at:])
+    events += decoder.flush()
+    return events
+
+
+def fixture(name: str) -> bytes:
+    return json.loads((PAYLOADS / "documented" / name).read_text())["body"].encode()
+
+
+def test_replicate_succeeded_example() -> None:
+    events = decode(fixture("sse.succeeded.json"))
+    assert [(e.event, e.data, e.id) for e in events] == [
+        ("output", "Once upon a time...", "1690212292:0"),
+        ("output", "The End.", "1690212293:0"),
+        ("done", "{}", None),  # no id of its own: kept, not dropped
+    ]
+    assert "".join(str(e) for e in events) == "Once upon a time...The End."
+
+
+def test_error_and_canceled_examples() -> None:
+    error = decode(fixture("sse.error.json"))
+    assert [e.event for e in error] == ["output", "error", "done"]
+    assert error[1].json() == {"detail": "Something went wrong"}
+    assert error[2].json() == {"reason": "error"}
+    canceled = decode(fixture("sse.canceled.json"))
+    assert canceled[-1].json() == {"reason": "canceled"}
+
+
+def test_comments_preamble_and_408_are_skipped() -> None:
+    events = decode(fixture("sse.nchan-hi-preamble.json"))
+    assert [(e.event, e.data) for e in events] == [("output", "hello world"), ("done", "{}")]
+    assert decode(fixture("sse.408-timeout-comment.json")) == []
+
+
+def test_file_stream_example() -> None:
+    events = decode(fixture("sse.file-stream.json"))
+    assert events[0].data.startswith("data:image/png;base64,")
+    assert events[1].data == "https://delivery.replicate.com/my_file.png"
+    assert events[2].id == "EVENT_3"
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r", "\r\n"])
+def test_line_ends(newline: str) -> None:
+    body = newline.join(["event: output", "data: a", "data: b", "", "data: c", "", ""])
+    events = decode(body.encode())
+    assert [(e.event, e.data) for e in events] == [("output", "a\nb"), ("message", "c")]
+
+
+def test_field_parsing_rules() -> None:
+    body = (
+        "\ufeffdata:no space\n\n"  # BOM dropped; no space after the colon is fine
+        "data:  two spaces\n\n"  # only one space is removed
+        "data\n\n"  # a field with no colon: empty value, still an event
+        "id: a\0b\ndata: x\n\n"  # an id with NUL is ignored
+        "retry: 1500\ndata: y\n\n"
+        "retry: 15x\ndata: z\n\n"  # not digits: ignored
+        "event: custom\nfoo: bar\ndata: w\n\n"  # unknown fields ignored, unknown types kept
+        "event: orphan\n\n"  # no data: nothing dispatched
+        "data: tail-without-blank-line"  # an unfinished event at EOF is dropped
+    )
+    events = decode(body.encode())
+    assert [(e.event, e.data, e.id, e.retry) for e in events] == [
+        ("message", "no space", None, None),
+        ("message", " two spaces", None, None),
+        ("message", "", None, None),
+        ("message", "x", None, None),
+        ("message", "y", None, 1500),
+        ("message", "z", None, None),
+        ("custom", "w", None, None),
+    ]
+
+
+def test_last_event_id_persists_for_reconnects() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"id: 7\ndata: a\n\ndata: b\n\n")
+    assert decoder.last_event_id == "7"
+
+
+def test_a_huge_line_has_no_limit() -> None:
+    token = "x" * 5_000_000
+    (event,) = decode(f"event: output\ndata: {token}\n\n".encode(), chunks=[100] * 50)
+    assert event.data == token
+
+
+def test_crlf_and_utf8_split_across_chunks() -> None:
+    body = "data: é€😀\r\n\r\ndata: b\r\n\r\n".encode()
+    for cut in range(1, len(body)):
+        events = decode(body, chunks=[cut])
+        assert [e.data for e in events] == ["é€😀", "b"], cut
+
+
+def test_str_of_events() -> None:
+    assert str(ServerSentEvent("output", "hi")) == "hi"
+    assert str(ServerSentEvent("logs", "hi")) == ""
+    assert str(ServerSentEvent("done", "{}")) == ""
+
+
+def test_encode_round_trip() -> None:
+    wire = encode_event("output", "line 1\nline 2\r\nline 3", id="1:0")
+    (event,) = decode(wire)
+    assert (event.event, event.data, event.id) == ("output", "line 1\nline 2\nline 3", "1:0")
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+_event = st.tuples(
+    st.sampled_from(["output", "logs", "error", "done", "custom"]),
+    st.lists(_text.filter(lambda s: "\n" not in s and "\r" not in s), min_size=1, max_size=3),
+    st.one_of(st.none(), st.text(alphabet="0123456789:abc", min_size=1, max_size=12)),
+)
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    newline = draw(st.sampled_from(["\n", "\r", "\r\n"]))
+    parts = [": hi" + newline + newline] if draw(st.booleans()) else []
+    for kind, lines, event_id in draw(st.lists(_event, max_size=8)):
+        block = [f"event: {kind}"]
+        if event_id is not None:
+            block.append(f"id: {event_id}")
+        block += [f"data: {line}" for line in lines]
+        parts.append(newline.join(block) + newline + newline)
+    data = "".join(parts).encode()
+    cuts = draw(st.lists(st.integers(min_value=0, max_value=max(1, len(data))), max_size=12))
+    return data, cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams())
+def test_any_split_gives_the_same_events_as_the_whole(stream: tuple[bytes, list[int]]) -> None:
+    data, cuts = stream
+    points = sorted(set(cuts))
+    sizes = [b - a for a, b in zip([0, *points], points, strict=False)]
+    assert decode(data, chunks=sizes) == decode(data)
