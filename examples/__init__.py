@@ -1,0 +1,1 @@
+"""Runnable examples of replicate_async in applications."""
