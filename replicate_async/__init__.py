@@ -14,6 +14,8 @@ from .files import FileOutput, SavedFile
 from .limits import RateLimiter, RateLimits
 from .polling import PollPolicy
 from .retry import RetryPolicy
+from .sse import ServerSentEvent
+from .streaming import PredictionStream, StreamPolicy
 from .types import (
     Account,
     Collection,
@@ -44,6 +46,7 @@ __all__ = [
     "Prediction",
     "PredictionCanceled",
     "PredictionFailed",
+    "PredictionStream",
     "RateLimitError",
     "RateLimiter",
     "RateLimits",
@@ -51,7 +54,9 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "SavedFile",
+    "ServerSentEvent",
     "Status",
+    "StreamPolicy",
     "Timeouts",
     "Training",
     "Version",
