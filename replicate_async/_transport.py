@@ -7,8 +7,9 @@ Everything above it sees :class:`Response` (a fully read reply) or :class:`Strea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import aiohttp
 import attrs
@@ -24,7 +25,7 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["Response", "StreamingBody", "Timeouts", "Transport"]
+__all__ = ["FormField", "Response", "StreamingBody", "Timeouts", "Transport"]
 
 
 @attrs.frozen(kw_only=True)
@@ -40,6 +41,20 @@ class Timeouts:
     read: float = 30.0
     total: float | None = None
     wait_margin: float = 15.0
+
+
+@attrs.frozen
+class FormField:
+    """One part of a multipart body.
+
+    ``value`` is a str, bytes, a path, a binary file object or an async iterable of
+    bytes; the last three are streamed, never read whole.
+    """
+
+    name: str
+    value: Any
+    filename: str | None = None
+    content_type: str | None = None
 
 
 @attrs.frozen
@@ -84,11 +99,10 @@ class StreamingBody(AsyncClosing):
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, self._method, self._url, sent=True) from exc
 
-    async def iter_chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives, at most ``chunk_size`` bytes at a time."""
+    async def read_chunk(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the body as they arrive; b"" at its end."""
         try:
-            async for chunk in self._resp.content.iter_chunked(chunk_size):
-                yield chunk
+            return await self._resp.content.read(size)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, self._method, self._url, sent=True) from exc
 
@@ -223,23 +237,43 @@ class Transport:
         *,
         headers: Mapping[str, str],
         data: bytes | None = None,
+        form: Sequence[FormField] | None = None,
         read_timeout: float | None = None,
     ) -> Response:
-        """Send one request and read the whole reply."""
+        """Send one request and read the whole reply.
+
+        ``form`` sends a multipart body whose file parts stream from their source in
+        chunks (aiohttp reads file objects in a thread), never whole in memory.
+        """
         session = self._get_session()
+        body: bytes | aiohttp.FormData | None = data
+        opened: list[BinaryIO] = []
+        if form is not None:
+            body = aiohttp.FormData()
+            for field in form:
+                value = field.value
+                if isinstance(value, Path):
+                    value = value.open("rb")
+                    opened.append(value)
+                body.add_field(
+                    field.name, value, filename=field.filename, content_type=field.content_type
+                )
         try:
             async with session.request(
                 method,
                 url,
                 headers={"User-Agent": self._user_agent, **headers},
-                data=data,
+                data=body,
                 timeout=self._timeout(read_timeout),
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
-                return Response(resp.status, resp.reason, resp.headers, body)
+                reply = await resp.read()
+                return Response(resp.status, resp.reason, resp.headers, reply)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, method, url, sent=True) from exc
+        finally:
+            for handle in opened:
+                handle.close()
 
     async def open(
         self,

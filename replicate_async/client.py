@@ -23,7 +23,7 @@ import cattrs
 
 from . import convert
 from ._aiter import AsyncClosing, AsyncIteratorHandle
-from ._transport import Response, Timeouts, Transport
+from ._transport import FormField, Response, Timeouts, Transport
 from ._version import __version__
 from .errors import (
     TOKEN_HELP,
@@ -50,6 +50,7 @@ from .resources import (
     Account,
     Collections,
     Deployments,
+    Files,
     Hardware,
     Models,
     Predictions,
@@ -164,6 +165,7 @@ class AsyncReplicate(AsyncClosing):
         self.account = Account(self)
         self.webhooks = Webhooks(self)
         self.collections = Collections(self)
+        self.files = Files(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._transport.closed else "open"
@@ -208,6 +210,7 @@ class AsyncReplicate(AsyncClosing):
         content_type: str | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        multipart: Callable[[], Awaitable[list[FormField]]] | None = None,
         is_create: bool = False,
         idempotent: bool | None = None,
         prefer_wait: bool | float | None = None,
@@ -258,9 +261,16 @@ class AsyncReplicate(AsyncClosing):
             await bucket.acquire()
             if not first_sent:
                 first_sent = time.time()
+            # A multipart body is built afresh for each attempt: file parts are streams.
+            form = await multipart() if multipart is not None else None
             try:
                 resp = await self._transport.send(
-                    method, url, headers=send_headers, data=content, read_timeout=read_timeout
+                    method,
+                    url,
+                    headers=send_headers,
+                    data=content,
+                    form=form,
+                    read_timeout=read_timeout,
                 )
             except TransportError as exc:
                 failures += 1
@@ -363,6 +373,7 @@ class AsyncReplicate(AsyncClosing):
         webhook: str | None = None,
         webhook_events_filter: Iterable[str] | None = None,
         cancel_after: str | float | None = None,
+        file_encoding: str = "upload",
     ) -> Any:
         """Run a model and return its output.
 
@@ -370,7 +381,9 @@ class AsyncReplicate(AsyncClosing):
         asks the server to hold the reply until done (``Prefer: wait``), a number of
         seconds holds it that long (1-60), ``False`` does not; either way the prediction
         is then polled until it ends (at most ``timeout`` seconds, if given). Output URLs
-        become :class:`FileOutput` unless ``use_file_output=False``.
+        become :class:`FileOutput` unless ``use_file_output=False``. Files in ``input``
+        (paths, bytes, binary file objects, aiofiles handles) are uploaded first, or
+        inlined with ``file_encoding="data-uri"`` (up to 1 MB each).
 
         Raises :class:`PredictionFailed` or :class:`PredictionCanceled` if it ends badly.
         """
@@ -382,6 +395,7 @@ class AsyncReplicate(AsyncClosing):
             webhook=webhook,
             webhook_events_filter=webhook_events_filter,
             cancel_after=cancel_after,
+            file_encoding=file_encoding,
         )
         if not prediction.done:
             prediction = await self.predictions.wait(prediction, timeout=timeout)
@@ -396,6 +410,7 @@ class AsyncReplicate(AsyncClosing):
         webhook_events_filter: Iterable[str] | None = None,
         cancel_after: str | float | None = None,
         policy: StreamPolicy | None = None,
+        file_encoding: str = "upload",
     ) -> PredictionStream:
         """Run a model with streaming output; iterate the events as they are made.
 
@@ -414,6 +429,7 @@ class AsyncReplicate(AsyncClosing):
                     webhook=webhook,
                     webhook_events_filter=webhook_events_filter,
                     cancel_after=cancel_after,
+                    file_encoding=file_encoding,
                 )
             except ValidationError as error:
                 if "stream" not in (error.detail or "").lower():
@@ -447,6 +463,7 @@ class AsyncReplicate(AsyncClosing):
         wait: bool | float = True,
         use_file_output: bool = True,
         timeout: float | None = None,
+        file_encoding: str = "upload",
     ) -> AsyncIteratorHandle[RunResult]:
         """Run a model once per input, yielding :class:`RunResult` in completion order.
 
@@ -459,7 +476,9 @@ class AsyncReplicate(AsyncClosing):
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
 
         async def one(item: Mapping[str, Any]) -> Any:
-            prediction = await self.predictions._create_target(target, item, wait=wait)
+            prediction = await self.predictions._create_target(
+                target, item, wait=wait, file_encoding=file_encoding
+            )
             if not prediction.done:
                 prediction = await self.predictions.wait(prediction, timeout=timeout)
             return prediction, self.output_of(prediction, use_file_output=use_file_output)

@@ -1,17 +1,25 @@
-"""File outputs: ``FileOutput`` handles that download lazily, in chunks, to disk with aiofiles.
+"""Files: outputs downloaded as ``FileOutput`` handles, and local files sent as inputs.
 
-A download never carries the API token: output files live on other hosts
-(``replicate.delivery``) that need none. ``data:`` URIs are decoded without a request.
+Downloads stream in chunks (to disk with aiofiles), resume a cut body with a ``Range``
+request, and never carry the API token: outputs live on other hosts that need none.
+``data:`` URIs are decoded without a request. File inputs (paths, bytes, binary file
+objects, aiofiles handles, at any depth of an input) are uploaded through ``POST
+/files`` and replaced by their URL, or inlined as ``data:`` URIs; this is the only step
+that reads local files.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import inspect
+import io
+import mimetypes
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -20,14 +28,40 @@ import aiofiles
 import aiofiles.os
 import attrs
 
-from ._transport import Transport
-from .errors import ConnectionLostError, NotFoundError, error_from_response
+from ._aiter import AsyncClosing
+from ._transport import StreamingBody, Transport
+from .errors import (
+    ConnectionLostError,
+    NotFoundError,
+    PayloadTooLargeError,
+    TransportError,
+    error_from_response,
+)
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "FileOutput", "SavedFile", "decode_output", "is_file_url"]
+__all__ = [
+    "DATA_URI_LIMIT",
+    "DEFAULT_CHUNK_SIZE",
+    "MAX_UPLOAD_SIZE",
+    "FileInput",
+    "FileOutput",
+    "SavedFile",
+    "decode_data_uri",
+    "decode_output",
+    "is_file_url",
+    "prepare_input",
+]
 
-DEFAULT_CHUNK_SIZE = 256 * 1024
+#: bytes per read when downloading; memory per download stays near this
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+#: Replicate's limit for one uploaded file
+MAX_UPLOAD_SIZE = 100 * 1024 * 1024
+#: the default largest file inlined with file_encoding="data-uri"
+DATA_URI_LIMIT = 1024 * 1024
+#: reconnections to finish one cut download
+MAX_RESUMES = 5
 
 _DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.DOTALL)
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 def is_file_url(value: str) -> bool:
@@ -35,7 +69,8 @@ def is_file_url(value: str) -> bool:
     return value.startswith(("https://", "http://", "data:"))
 
 
-def _decode_data_uri(uri: str) -> tuple[str, bytes]:
+def decode_data_uri(uri: str) -> tuple[str, bytes]:
+    """(media type, bytes) of a ``data:`` URI."""
     match = _DATA_URI.match(uri)
     if match is None:
         raise ValueError("malformed data: URI (expected data:[<type>][;base64],<data>)")
@@ -87,65 +122,41 @@ class FileOutput:
     def content_type(self) -> str | None:
         """The media type of a ``data:`` URI; None for URLs (the server says on download)."""
         if self.url.startswith("data:"):
-            return _decode_data_uri(self.url)[0] or None
+            return decode_data_uri(self.url)[0] or None
         return None
 
     async def read(self) -> bytes:
         """Download and return all the bytes. For big files, iterate or ``save()`` instead."""
-        return b"".join([chunk async for chunk in self])
+        return b"".join([chunk async for chunk in self.chunks()])
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
+        return self.chunks()
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes in chunks of at most ``chunk_size``, resuming a cut download."""
+        size = chunk_size or self.chunk_size
         if self.url.startswith("data:"):
-            _, data = _decode_data_uri(self.url)
-            for start in range(0, len(data), self.chunk_size):
-                yield data[start : start + self.chunk_size]
-            return
-        # No Authorization header: the token goes to the API's origin only.
-        async with await self._transport.open("GET", self.url, headers={}) as body:
-            if body.status >= 400:
-                error = error_from_response(
-                    "GET", self.url, body.status, body.reason, await body.read()
-                )
-                if body.status in (404, 410):
-                    raise NotFoundError(
-                        f"GET {self.url} failed with {body.status}: the file is gone. "
-                        "Prediction outputs expire an hour after the prediction finishes; "
-                        "run it again, or save outputs sooner.",
-                        status=body.status,
-                        method="GET",
-                        url=self.url,
-                    ) from error
-                raise error
-            expected = body.headers.get("Content-Length")
-            received = 0
-            async for chunk in body.iter_chunks(self.chunk_size):
-                received += len(chunk)
-                yield chunk
-            if expected is not None and expected.isdigit() and received != int(expected):
-                raise ConnectionLostError(
-                    f"GET {self.url}: download cut short at {received} of {expected} bytes; "
-                    "try again.",
-                    method="GET",
-                    url=self.url,
-                )
+            return _data_chunks(self.url, size)
+        return _Download(self.url, self._transport, size)
 
-    async def save(self, path: str | os.PathLike[str]) -> SavedFile:
+    async def save(
+        self, path: str | os.PathLike[str], *, chunk_size: int | None = None
+    ) -> SavedFile:
         """Write the file to ``path`` atomically and return where and how big.
 
         Bytes go to a temporary file in the same directory, renamed into place only when
-        the download is complete: no half-written file ever carries the final name.
+        the download is complete: no half-written file ever carries the final name, and
+        a failed download leaves nothing behind.
         """
         target = Path(path)
-        directory = target.parent
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=directory)
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".part", dir=target.parent
+        )
         os.close(fd)
         size = 0
         try:
             async with aiofiles.open(temp_name, "wb") as out:
-                async for chunk in self:
+                async for chunk in self.chunks(chunk_size):
                     await out.write(chunk)
                     size += len(chunk)
             await aiofiles.os.replace(temp_name, target)
@@ -157,6 +168,152 @@ class FileOutput:
         return SavedFile(target, size)
 
 
+async def _data_chunks(uri: str, size: int) -> AsyncIterator[bytes]:
+    _, data = decode_data_uri(uri)
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+class _Download(AsyncClosing):
+    """One pass over a file's bytes, resuming with ``Range`` where the body was cut.
+
+    Class-based rather than a generator so that dropping it (``break``) closes its
+    connection at once.
+    """
+
+    def __init__(self, url: str, transport: Transport, chunk_size: int) -> None:
+        self._url = url
+        self._transport = transport
+        self._chunk_size = chunk_size
+        self._body: StreamingBody | None = None
+        self._received = 0
+        self._total: int | None = None
+        self._etag: str | None = None
+        self._skip = 0  # bytes to drop: a server that ignored our Range sent them again
+        self._resumes = 0
+        self._done = False
+
+    def __aiter__(self) -> _Download:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            while True:
+                if self._done:
+                    raise StopAsyncIteration
+                if self._body is None:
+                    await self._open()
+                    continue
+                try:
+                    chunk = await self._body.read_chunk(self._chunk_size)
+                except TransportError:
+                    chunk = b""  # cut: resume below
+                if chunk:
+                    if self._skip:
+                        dropped = min(self._skip, len(chunk))
+                        self._skip -= dropped
+                        chunk = chunk[dropped:]
+                        if not chunk:
+                            continue
+                    self._received += len(chunk)
+                    return chunk
+                self._close_body()
+                if self._total is None or self._received >= self._total:
+                    self._done = True
+                    continue
+                await self._resume()
+        except BaseException:
+            self._close_body()
+            raise
+
+    async def _resume(self) -> None:
+        if self._resumes >= MAX_RESUMES:
+            raise ConnectionLostError(
+                f"GET {self._url}: download cut short at {self._received} of {self._total} "
+                f"bytes, {self._resumes} times; try again later.",
+                method="GET",
+                url=self._url,
+            )
+        self._resumes += 1
+        await asyncio.sleep(min(2.0, 0.05 * 2 ** (self._resumes - 1)))
+
+    async def _open(self) -> None:
+        headers: dict[str, str] = {}
+        if self._received:
+            headers["Range"] = f"bytes={self._received}-"
+            if self._etag:
+                headers["If-Range"] = self._etag  # the same file, or the whole of the new one
+        try:
+            body = await self._transport.open("GET", self._url, headers=headers)
+        except TransportError:
+            if not self._received and not self._resumes:
+                raise
+            await self._resume()
+            return
+        if body.status >= 400:
+            reply = await body.read()
+            body.close()
+            raise _download_error(self._url, body.status, body.reason, reply)
+        etag = body.headers.get("ETag")
+        if body.status == 206:
+            match = _CONTENT_RANGE.match(body.headers.get("Content-Range", ""))
+            if match is None or int(match.group(1)) != self._received:
+                body.close()
+                raise ConnectionLostError(
+                    f"GET {self._url}: the server resumed at the wrong place "
+                    f"({body.headers.get('Content-Range')!r} for byte {self._received}).",
+                    method="GET",
+                    url=self._url,
+                )
+            if match.group(3) != "*":
+                self._total = int(match.group(3))
+        else:
+            if self._received and self._etag and etag and etag != self._etag:
+                body.close()
+                raise ConnectionLostError(
+                    f"GET {self._url}: the file changed while it was being downloaded; "
+                    "download it again.",
+                    method="GET",
+                    url=self._url,
+                )
+            # No range support: the whole file again. Drop what we already have.
+            self._skip = self._received
+            length = body.headers.get("Content-Length")
+            self._total = int(length) if length and length.isdigit() else None
+        self._etag = etag or self._etag
+        self._body = body
+
+    def _close_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.close()
+
+    async def aclose(self) -> None:
+        """Stop and release the connection."""
+        self._done = True
+        self._close_body()
+
+    def __del__(self) -> None:
+        body = getattr(self, "_body", None)
+        if body is not None:
+            body.close()
+
+
+def _download_error(url: str, status: int, reason: str | None, body: bytes) -> Exception:
+    error = error_from_response("GET", url, status, reason, body)
+    if status in (403, 404, 410):
+        gone = NotFoundError(
+            f"GET {url} failed with {status}: the file is gone. Prediction outputs expire "
+            "an hour after the prediction finishes; run it again, or save outputs sooner.",
+            status=status,
+            method="GET",
+            url=url,
+        )
+        gone.__cause__ = error
+        return gone
+    return error
+
+
 def decode_output(value: Any, transport: Transport) -> Any:
     """Turn every URL or data URI in an output (at any depth) into a :class:`FileOutput`."""
     if isinstance(value, str):
@@ -166,3 +323,160 @@ def decode_output(value: Any, transport: Transport) -> Any:
     if isinstance(value, dict):
         return {key: decode_output(item, transport) for key, item in value.items()}
     return value
+
+
+# -- file inputs ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class FileInput:
+    """A local file found in an input, ready to upload or inline.
+
+    ``source`` is a ``Path``, ``bytes``, a binary file object or an aiofiles handle;
+    ``start`` is where a file object's reading begins (its position when found).
+    """
+
+    source: Any
+    name: str
+    content_type: str
+    size: int
+    start: int = 0
+
+    async def read_all(self) -> bytes:
+        """The whole content (for data URIs, which are small by construction)."""
+        src = self.source
+        if isinstance(src, Path):
+            async with aiofiles.open(src, "rb") as handle:
+                return await handle.read()
+        if isinstance(src, bytes):
+            return src
+        if _is_async_file(src):
+            await src.seek(self.start)
+            data: bytes = await src.read()
+            return data
+        src.seek(self.start)
+        return bytes(await asyncio.to_thread(src.read))
+
+    async def body(self) -> Any:
+        """A value for a multipart part that streams the content from its start."""
+        src = self.source
+        if isinstance(src, (Path, bytes)):
+            return src
+        if _is_async_file(src):
+            await src.seek(self.start)
+            return _async_file_chunks(src)
+        src.seek(self.start)
+        return src
+
+
+async def _async_file_chunks(handle: Any) -> AsyncIterator[bytes]:
+    while chunk := await handle.read(DEFAULT_CHUNK_SIZE):
+        yield chunk
+
+
+def _is_async_file(value: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(value, "read", None)) and hasattr(value, "seek")
+
+
+def _guess_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+async def as_file_input(value: Any) -> FileInput | None:
+    """A :class:`FileInput` for a file-like input value, None for anything else."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        path = Path(value)
+        try:
+            size = (await aiofiles.os.stat(path)).st_size
+        except FileNotFoundError:
+            raise FileNotFoundError(f"file input {str(path)!r} does not exist") from None
+        return FileInput(path, path.name, _guess_type(path.name), size)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        return FileInput(data, "file", "application/octet-stream", len(data))
+    if _is_async_file(value):
+        start = await value.tell()
+        await value.seek(0, os.SEEK_END)
+        end = await value.tell()
+        await value.seek(start)
+        name = Path(str(getattr(value, "name", "file"))).name
+        return FileInput(value, name, _guess_type(name), end - start, start)
+    if isinstance(value, io.TextIOBase):
+        raise TypeError(
+            f"file input {getattr(value, 'name', value)!r} is open in text mode; open it in "
+            "binary mode ('rb')."
+        )
+    if isinstance(value, io.IOBase) or (hasattr(value, "read") and hasattr(value, "seek")):
+        start = value.tell()
+        end = value.seek(0, os.SEEK_END)
+        value.seek(start)
+        name = Path(str(getattr(value, "name", "file"))).name
+        return FileInput(value, name, _guess_type(name), end - start, start)
+    return None
+
+
+async def _collect(value: Any, found: list[tuple[Any, FileInput]]) -> None:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            await _collect(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            await _collect(item, found)
+    else:
+        file = await as_file_input(value)
+        if file is not None:
+            found.append((value, file))
+
+
+def _replace(value: Any, done: dict[int, str]) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _replace(item, done) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_replace(item, done) for item in value]
+    return done.get(id(value), value)
+
+
+async def prepare_input(
+    input: Mapping[str, Any],
+    upload: Callable[[FileInput], Awaitable[str]],
+    *,
+    file_encoding: str = "upload",
+    data_uri_limit: int = DATA_URI_LIMIT,
+) -> dict[str, Any]:
+    """Replace every file in ``input`` (at any depth) by a URL or a data URI.
+
+    Every file is checked first, so a bad one (too big, missing, text mode) stops the
+    whole input before anything is sent; then the files are uploaded concurrently.
+    """
+    if file_encoding not in ("upload", "data-uri"):
+        raise ValueError(f"file_encoding must be 'upload' or 'data-uri', got {file_encoding!r}")
+    found: list[tuple[Any, FileInput]] = []
+    await _collect(input, found)
+    if not found:
+        return dict(input)
+    for _, file in found:
+        if file.size > MAX_UPLOAD_SIZE:
+            raise PayloadTooLargeError(
+                f"File input {file.name!r} is {file.size / 1e6:.1f} MB; Replicate takes files "
+                f"up to {MAX_UPLOAD_SIZE // (1024 * 1024)} MB. Host it elsewhere and pass its "
+                "URL instead. Nothing was sent."
+            )
+        if file_encoding == "data-uri" and file.size > data_uri_limit:
+            raise ValueError(
+                f"File input {file.name!r} is {file.size:,} bytes, over the data URI limit of "
+                f"{data_uri_limit:,}; use file_encoding='upload' (the default) or raise "
+                "data_uri_limit. Nothing was sent."
+            )
+
+    async def convert(file: FileInput) -> str:
+        if file_encoding == "upload":
+            return await upload(file)
+        data = base64.b64encode(await file.read_all()).decode()
+        return f"data:{file.content_type};base64,{data}"
+
+    urls = await asyncio.gather(*(convert(file) for _, file in found))
+    done = {id(value): url for (value, _), url in zip(found, urls, strict=True)}
+    result: dict[str, Any] = _replace(input, done)
+    return result

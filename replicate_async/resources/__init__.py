@@ -3,6 +3,7 @@
 from .account import Account
 from .collections import Collections
 from .deployments import Deployments
+from .files import Files
 from .hardware import Hardware
 from .models import Models
 from .predictions import Predictions
@@ -13,6 +14,7 @@ __all__ = [
     "Account",
     "Collections",
     "Deployments",
+    "Files",
     "Hardware",
     "Models",
     "Predictions",

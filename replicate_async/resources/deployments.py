@@ -30,6 +30,7 @@ class DeploymentPredictions(Resource):
         stream: bool | None = None,
         wait: bool | float = False,
         cancel_after: str | float | timedelta | None = None,
+        file_encoding: str = "upload",
     ) -> Prediction:
         """Create a prediction on ``owner/name``'s current release."""
         return await self._client.predictions._create_target(
@@ -40,6 +41,7 @@ class DeploymentPredictions(Resource):
             stream=stream,
             wait=wait,
             cancel_after=cancel_after,
+            file_encoding=file_encoding,
         )
 
 

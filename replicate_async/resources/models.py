@@ -51,6 +51,7 @@ class ModelPredictions(Resource):
         stream: bool | None = None,
         wait: bool | float = False,
         cancel_after: str | float | timedelta | None = None,
+        file_encoding: str = "upload",
     ) -> Prediction:
         """Create a prediction of ``owner/name`` (``POST /models/{owner}/{name}/predictions``)."""
         return await self._client.predictions._create_target(
@@ -61,6 +62,7 @@ class ModelPredictions(Resource):
             stream=stream,
             wait=wait,
             cancel_after=cancel_after,
+            file_encoding=file_encoding,
         )
 
 

@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .._aiter import AsyncIteratorHandle
-from ..errors import CreateOutcomeUnknownError, ReplicateError
+from ..errors import CreateOutcomeUnknownError, MalformedResponseError, ReplicateError
+from ..files import FileInput, prepare_input
 from ..pagination import AsyncPager
 from ..polling import poll
 from ..refs import Target, deployment_target, model_target, version_target
@@ -122,6 +123,7 @@ class Predictions(Resource):
         stream: bool | None = None,
         wait: bool | float = False,
         cancel_after: str | float | timedelta | None = None,
+        file_encoding: str = "upload",
     ) -> Prediction:
         """Create a prediction for exactly one of ``version``, ``model`` or ``deployment``.
 
@@ -150,6 +152,7 @@ class Predictions(Resource):
             stream=stream,
             wait=wait,
             cancel_after=cancel_after,
+            file_encoding=file_encoding,
         )
 
     async def _create_target(
@@ -162,8 +165,13 @@ class Predictions(Resource):
         stream: bool | None = None,
         wait: bool | float = False,
         cancel_after: str | float | timedelta | None = None,
+        file_encoding: str = "upload",
     ) -> Prediction:
-        body: dict[str, Any] = {**target.body, "input": encode_input(input)}
+        # Files in the input are uploaded (or inlined) first: the one step that reads them.
+        prepared = await prepare_input(
+            encode_input(input), self._upload, file_encoding=file_encoding
+        )
+        body: dict[str, Any] = {**target.body, "input": prepared}
         if webhook is not None:
             body["webhook"] = webhook
         if webhook_events_filter is not None:
@@ -201,6 +209,13 @@ class Predictions(Resource):
             prediction = found
         self._claims.add(prediction.id)
         return prediction
+
+    async def _upload(self, file: FileInput) -> str:
+        uploaded = await self._client.files.upload(file)
+        url = (uploaded.urls or {}).get("get")
+        if not url:
+            raise MalformedResponseError(f"POST /files: the reply for {file.name!r} has no URL")
+        return url
 
     async def _recover(
         self, target: Target, body: dict[str, Any], error: CreateOutcomeUnknownError

@@ -17,15 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from .._aiter import AsyncClosing
-from ._app import (
-    ApiState,
-    Fault,
-    StreamFault,
-    build_api_app,
-    build_delivery_app,
-    build_stream_app,
-)
+from ._app import ApiState, Fault, StreamFault, build_api_app, build_stream_app
 from ._builtin import builtin_models
+from ._files import UploadStore, build_delivery_app
 from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
 
 __all__ = ["Emulator", "Fault", "ModelSpec", "RunContext"]
@@ -63,6 +57,7 @@ class Emulator(AsyncClosing):
         enforce_limits: bool = False,
         low_credit: bool = False,
         stream_idle_timeout: float = 30.0,
+        max_file_size: int = 100 * 1024 * 1024,
     ) -> None:
         self.token = token or "r8_emulator_" + secrets.token_hex(16)
         self.host = host
@@ -87,7 +82,9 @@ class Emulator(AsyncClosing):
             enforce_limits=enforce_limits,
             low_credit=low_credit,
             stream_idle_timeout=stream_idle_timeout,
+            uploads=UploadStore(max_file_size),
         )
+        self._store.uploads = self._state.uploads
         self._runners: list[web.AppRunner] = []
         self._url: str | None = None
         self._delivery_url: str | None = None
@@ -121,6 +118,7 @@ class Emulator(AsyncClosing):
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()
+        self._state.uploads.close()
 
     async def __aenter__(self) -> Emulator:
         return await self.start()
@@ -285,6 +283,28 @@ class Emulator(AsyncClosing):
     def stream_requests(self) -> list[dict[str, str]]:
         """Headers of every request the streaming host received."""
         return self._state.stream_requests
+
+    def cut_downloads_after(self, nbytes: int, *, times: int = 1) -> None:
+        """Drop the next ``times`` output downloads after ``nbytes`` bytes of body."""
+        self._state.delivery_faults.cuts.extend([nbytes] * times)
+
+    @property
+    def delivery_ranges(self) -> bool:
+        """Whether the delivery host honours ``Range`` (set False: it answers 200 whole)."""
+        return not self._state.delivery_faults.ignore_ranges
+
+    @delivery_ranges.setter
+    def delivery_ranges(self, value: bool) -> None:
+        self._state.delivery_faults.ignore_ranges = not value
+
+    def expire_outputs(self) -> None:
+        """Make every output file 404, as an hour after its prediction."""
+        self._state.delivery_faults.expired = True
+
+    @property
+    def uploads(self) -> dict[str, Any]:
+        """Files uploaded through ``POST /v1/files``, by id (read-only use)."""
+        return dict(self._state.uploads.files)
 
     def reset_next(self, method: str, route: str, *, times: int = 1) -> None:
         """Handle the next matching request(s), then drop the connection with no reply."""

@@ -23,14 +23,14 @@ from aiohttp import web
 
 from ..limits import TokenBucket
 from ..sse import encode_event
-from ._jobs import InputError, Job, JobStore, ModelSpec, pattern_chunks, timestamp
+from ._files import DeliveryFaults, UploadStore, add_file_routes
+from ._jobs import InputError, Job, JobStore, ModelSpec, timestamp
 
 __all__ = [
     "ApiState",
     "Fault",
     "StreamFault",
     "build_api_app",
-    "build_delivery_app",
     "build_stream_app",
 ]
 
@@ -110,6 +110,8 @@ class ApiState:
     stream_faults: list[StreamFault] = attrs.field(factory=list)
     stream_requests: list[dict[str, str]] = attrs.field(factory=list)
     stream_idle_timeout: float = 30.0
+    uploads: UploadStore = attrs.field(factory=lambda: UploadStore(100 * 1024 * 1024))
+    delivery_faults: DeliveryFaults = attrs.field(factory=DeliveryFaults)
 
     def bucket(self, token: str, create: bool) -> TokenBucket:
         """The server-side bucket of one token and one limit class, made on first use."""
@@ -157,6 +159,11 @@ def _route(request: web.Request) -> str:
     info = request.match_info.route.resource
     canonical = info.canonical if info is not None else request.path
     return canonical.removeprefix("/v1") or "/"
+
+
+def _token(request: web.Request) -> str:
+    """The API token of an authenticated request (the middleware checked it)."""
+    return request.headers["Authorization"].partition(" ")[2].strip()
 
 
 def _method(request: web.Request) -> str:
@@ -320,7 +327,7 @@ async def _create(
                 "Cancel-After must be a duration between 5s and 24h, like 30s, 5m or 1h30m45s.",
                 "Invalid Cancel-After",
             )
-    auth_token = request.headers["Authorization"].partition(" ")[2].strip()
+    auth_token = _token(request)
     job = state.store.new_job(
         kind=kind,
         model=spec,
@@ -409,7 +416,7 @@ async def create_deployment_prediction(request: web.Request) -> web.Response:
 def _job(request: web.Request, kind: str) -> Job | None:
     state = request.app[STATE]
     job = state.store.jobs.get(request.match_info["id"])
-    token = request.headers["Authorization"].partition(" ")[2].strip()
+    token = _token(request)
     # Another token's predictions are invisible, as on the real service.
     if job is None or job.token != token or (kind == "training" and job.kind != kind):
         return None
@@ -431,7 +438,7 @@ def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
         return _json(_job_json(request, job))
 
     async def list_(request: web.Request) -> web.StreamResponse:
-        token = request.headers["Authorization"].partition(" ")[2].strip()
+        token = _token(request)
         after = request.query.get("created_after")
         before = request.query.get("created_before")
         jobs = [
@@ -664,34 +671,10 @@ def build_api_app(state: ApiState) -> web.Application:
     r.add_get(f"{v}/account", get_account)
     r.add_get(f"{v}/webhooks/default/secret", webhook_secret)
     r.add_get(f"{v}/collections", list_collections)
+    add_file_routes(app)
     r.add_get("/_emulator/stats", stats)
     r.add_route("*", "/{tail:.*}", fallback)
     return app
-
-
-# -- the delivery host -------------------------------------------------------------------
-
-
-async def deliver(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    # Recorded so tests can prove the API token never reaches this host.
-    state.delivery_headers.append(dict(request.headers))
-    published = state.store.files.get(request.match_info["key"])
-    if published is None or published.name != request.match_info["name"]:
-        return web.Response(status=404, text="Not Found")
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": published.content_type,
-            "Content-Length": str(published.size),
-            "Accept-Ranges": "bytes",
-            "Cache-Control": "public, max-age=3600",
-        }
-    )
-    await response.prepare(request)
-    for chunk in pattern_chunks(published.seed, published.size):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
 
 
 # -- the streaming host ------------------------------------------------------------------
@@ -751,12 +734,4 @@ def build_stream_app(state: ApiState) -> web.Application:
     app[STATE] = state
     app.router.add_get("/v1/streams/{key}", stream_events)
     app.router.add_get("/v1/files/{key}", stream_events)
-    return app
-
-
-def build_delivery_app(state: ApiState) -> web.Application:
-    """The file host (``replicate.delivery`` stand-in): no auth, its own port."""
-    app = web.Application()
-    app[STATE] = state
-    app.router.add_get("/{key}/{name}", deliver)
     return app

@@ -52,6 +52,27 @@ async def _stream(input: dict[str, Any], ctx: RunContext) -> list[str]:
     return [f"token{i} " for i in range(tokens)]
 
 
+async def _checksum(input: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """Report (size, sha256) of every file input, at any depth, keyed by its path."""
+    found: dict[str, Any] = {}
+
+    async def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                await walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                await walk(item, f"{path}[{i}]")
+        else:
+            digest = await ctx.digest(value)
+            if digest is not None:
+                found[path] = {"size": digest[0], "sha256": digest[1]}
+
+    await walk(input, "")
+    ctx.log(f"{len(found)} file input(s)")
+    return found
+
+
 def builtin_models() -> list[ModelSpec]:
     """Fresh specs of every built-in model."""
     return [
@@ -82,6 +103,7 @@ def builtin_models() -> list[ModelSpec]:
             fn=_images,
             inputs={"num_outputs": ("integer", 1), "size_bytes": ("integer", 1024)},
             description="Returns `num_outputs` file URLs of `size_bytes` deterministic bytes.",
+            files=True,
         ),
         ModelSpec(
             owner="emulator",
@@ -90,5 +112,11 @@ def builtin_models() -> list[ModelSpec]:
             inputs={"tokens": ("integer", 10), "delay": ("number", 0.0)},
             description="Produces `tokens` text chunks (an iterator of strings).",
             streams=True,
+        ),
+        ModelSpec(
+            owner="emulator",
+            name="checksum",
+            fn=_checksum,
+            description="Reports the size and sha256 of each file input, by its path.",
         ),
     ]

@@ -15,7 +15,7 @@ import json
 import secrets
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -175,6 +175,26 @@ class RunContext:
         """Sleep (cancellable, like a real model being stopped)."""
         await asyncio.sleep(seconds)
 
+    async def digest(self, value: Any) -> tuple[int, str] | None:
+        """(size, sha256) of a file input, or None if ``value`` is not one.
+
+        A file input reaches a model as the URL of an upload (``.../v1/files/{id}``), a
+        ``data:`` URI, or an output URL of this emulator; files are read in chunks.
+        """
+        if not isinstance(value, str):
+            return None
+        if value.startswith("data:"):
+            from ..files import decode_data_uri
+
+            data = decode_data_uri(value)[1]
+            return len(data), hashlib.sha256(data).hexdigest()
+        upload = self._store.uploads.resolve(value) if self._store.uploads else None
+        if upload is not None:
+            from ._files import file_digest
+
+            return await asyncio.to_thread(file_digest, upload.path)
+        return None
+
 
 @attrs.define(kw_only=True, eq=False)
 class Job:
@@ -280,18 +300,6 @@ class PublishedFile:
     content_type: str
 
 
-def pattern_chunks(seed: int, size: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
-    """Deterministic bytes for a published file, produced a chunk at a time."""
-    block = hashlib.sha256(seed.to_bytes(8, "big")).digest() * 2048  # 64 KiB pattern
-    sent = 0
-    while sent < size:
-        n = min(chunk, size - sent)
-        offset = sent % len(block)
-        piece = (block[offset:] + block)[:n]
-        sent += n
-        yield piece
-
-
 class JobStore:
     """Every prediction and training, the models, and the lifecycle tasks."""
 
@@ -311,6 +319,7 @@ class JobStore:
         self._delivery_url = delivery_url
         self._stream_url = stream_url
         self.streams: dict[str, Job] = {}
+        self.uploads: Any = None  # the emulator's UploadStore, set when it is built
         self._seq = 0
 
     def add_model(self, spec: ModelSpec) -> ModelSpec:
