@@ -206,7 +206,8 @@ async def _serve(
         if fault.delay:
             # Read the request first: a client that gives up waiting has still sent it,
             # and the server still acts on it.
-            await request.read()
+            if not request.content_type.startswith("multipart/"):
+                await request.read()  # (a multipart body is read by its handler, as a stream)
             await asyncio.sleep(fault.delay)
         if fault.status is not None:
             return web.Response(
