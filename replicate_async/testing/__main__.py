@@ -20,6 +20,7 @@ async def _serve(args: argparse.Namespace) -> None:
         other_burst=args.other_burst,
         enforce_limits=args.enforce_limits,
         low_credit=args.low_credit,
+        max_file_size=args.max_file_size,
     ) as emu:
         print(f"Replicate emulator listening on {emu.url}", flush=True)
         print(f"  export REPLICATE_BASE_URL={emu.url}")
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--other-burst", type=float, default=None)
     parser.add_argument("--enforce-limits", action="store_true", help="answer 429 over limits")
     parser.add_argument("--low-credit", action="store_true", help="429s state the limit")
+    parser.add_argument("--max-file-size", type=int, default=100 * 1024 * 1024)
     args = parser.parse_args(argv)
     try:
         asyncio.run(_serve(args))

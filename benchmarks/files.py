@@ -1,0 +1,266 @@
+"""Files: saving a big output to disk, and uploading a 100 MB input; speed and memory.
+
+Each contender runs in its own process (so its peak RSS is its own), against an emulator
+in another process that generates the output bytes as they are sent:
+
+- download: ``FileOutput.save`` vs a raw aiohttp ``iter_chunked`` + aiofiles loop (the
+  floor) vs the official ``replicate`` package's ``FileOutput`` async iteration written
+  with aiofiles; at 256 MiB and 1 GiB;
+- upload of a 100 MB file: ``client.files.create(path)`` vs a raw aiohttp multipart
+  POST of the open file (the floor) vs the official ``files.async_create``.
+
+Reported: MB/s and peak RSS growth over the process's baseline, medians of the rounds.
+
+    python -m benchmarks.files [--sizes 256,1024] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1024 * 1024
+MODEL = "emulator/images"
+
+
+def _rss_mb() -> float:
+    # ru_maxrss is the peak so far, in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- the contenders, each run in a child process ------------------------------------------
+
+
+async def download_ours(url: str, token: str, size: int, target: Path) -> None:
+    from replicate_async import AsyncReplicate
+
+    async with AsyncReplicate(api_token=token, base_url=url) as client:
+        (image,) = await client.run(MODEL, input={"size_bytes": size})
+        base = _rss_mb()
+        started = time.perf_counter()
+        saved = await image.save(target)
+        _report(started, base, saved.size)
+
+
+async def download_floor(url: str, token: str, size: int, target: Path) -> None:
+    import aiofiles
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {token}", "Prefer": "wait"}
+        body = {"input": {"size_bytes": size}}
+        async with session.post(
+            f"{url}/models/{MODEL}/predictions", json=body, headers=headers
+        ) as resp:
+            file_url = (await resp.json())["output"][0]
+        base = _rss_mb()
+        started = time.perf_counter()
+        written = 0
+        async with session.get(file_url) as resp, aiofiles.open(target, "wb") as out:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                await out.write(chunk)
+                written += len(chunk)
+        _report(started, base, written)
+
+
+async def download_official(url: str, token: str, size: int, target: Path) -> None:
+    import aiofiles
+    import replicate
+
+    client = replicate.Client(api_token=token, base_url=url.removesuffix("/v1"))
+    try:
+        (url_out,) = await client.async_run(MODEL, input={"size_bytes": size})
+        # It wraps only https: URLs in its FileOutput; the emulator serves plain http.
+        from replicate.helpers import FileOutput
+
+        image = url_out if not isinstance(url_out, str) else FileOutput(url_out, client)
+        base = _rss_mb()
+        started = time.perf_counter()
+        written = 0
+        async with aiofiles.open(target, "wb") as out:
+            async for chunk in image:
+                await out.write(chunk)
+                written += len(chunk)
+        _report(started, base, written)
+    finally:
+        await client._async_client.aclose()
+
+
+async def upload_ours(url: str, token: str, source: Path) -> None:
+    from replicate_async import AsyncReplicate
+
+    async with AsyncReplicate(api_token=token, base_url=url) as client:
+        base = _rss_mb()
+        started = time.perf_counter()
+        uploaded = await client.files.create(source)
+        _report(started, base, uploaded.size or 0)
+
+
+async def upload_floor(url: str, token: str, source: Path) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        base = _rss_mb()
+        started = time.perf_counter()
+        with source.open("rb") as handle:
+            form = aiohttp.FormData()
+            form.add_field("content", handle, filename=source.name)
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.post(f"{url}/files", data=form, headers=headers) as resp:
+                size = (await resp.json())["size"]
+        _report(started, base, size)
+
+
+async def upload_official(url: str, token: str, source: Path) -> None:
+    import replicate
+
+    client = replicate.Client(api_token=token, base_url=url.removesuffix("/v1"))
+    try:
+        base = _rss_mb()
+        started = time.perf_counter()
+        with source.open("rb") as handle:
+            uploaded = await client.files.async_create(handle)
+        _report(started, base, uploaded.size)
+    finally:
+        await client._async_client.aclose()
+
+
+def _report(started: float, base_rss: float, size: int) -> None:
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "bytes": size, "rss_growth_mb": _rss_mb() - base_rss}))
+
+
+CHILDREN: dict[str, Any] = {
+    "download:ours": download_ours,
+    "download:floor": download_floor,
+    "download:official": download_official,
+    "upload:ours": upload_ours,
+    "upload:floor": upload_floor,
+    "upload:official": upload_official,
+}
+
+
+def child(args: argparse.Namespace) -> None:
+    run = CHILDREN[args.child]
+    if args.child.startswith("download"):
+        asyncio.run(run(args.url, args.token, args.size, Path(args.target)))
+    else:
+        asyncio.run(run(args.url, args.token, Path(args.target)))
+
+
+# -- the parent: start the emulator, run the children, print the tables -------------------
+
+
+def run_child(kind: str, url: str, token: str, target: Path, size: int = 0) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.files",
+            "--child",
+            kind,
+            "--url",
+            url,
+            "--token",
+            token,
+            "--target",
+            str(target),
+            "--size",
+            str(size),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} failed: {out.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(sizes: list[int], rounds: int) -> None:
+    from ._emulator import emulator_process
+
+    names = {
+        "ours": "replicate_async FileOutput.save",
+        "floor": "raw aiohttp + aiofiles (floor)",
+        "official": "replicate (official) FileOutput",
+    }
+    with (
+        emulator_process("--max-file-size", str(200 * 1024 * 1024)) as emu,
+        tempfile.TemporaryDirectory(dir=os.getcwd(), prefix=".bench-files-") as tmp,
+    ):
+        for mib in sizes:
+            size = mib * 1024 * 1024
+            results: dict[str, list[dict[str, float]]] = {k: [] for k in names}
+            for r in range(rounds):
+                # Rotate who goes first, and flush dirty pages before each run: the disk's
+                # writeback of the previous file would otherwise slow the next one.
+                for key in _rotated(list(names), r):
+                    target = Path(tmp) / f"{key}.bin"
+                    os.sync()
+                    results[key].append(
+                        run_child(f"download:{key}", emu.url, emu.token, target, size)
+                    )
+                    target.unlink()
+            print(f"\ndownload of {mib} MiB to disk, medians of {rounds}:\n")
+            _table(names, results, "ours")
+        source = Path(tmp) / "upload.bin"
+        with source.open("wb") as out:
+            block = os.urandom(1024 * 1024)
+            for _ in range(100):
+                out.write(block)
+        up_names = {
+            "ours": "replicate_async files.create(path)",
+            "floor": "raw aiohttp multipart (floor)",
+            "official": "replicate (official) files.async_create",
+        }
+        up: dict[str, list[dict[str, float]]] = {k: [] for k in up_names}
+        for r in range(rounds):
+            for key in _rotated(list(up_names), r):
+                os.sync()
+                up[key].append(run_child(f"upload:{key}", emu.url, emu.token, source))
+        print(f"\nupload of a 100 MiB file, medians of {rounds}:\n")
+        _table(up_names, up, "ours")
+
+
+def _rotated(keys: list[str], r: int) -> list[str]:
+    return keys[r % len(keys) :] + keys[: r % len(keys)]
+
+
+def _table(names: dict[str, str], results: dict[str, list[dict[str, float]]], ours: str) -> None:
+    print("| client | MB/s | vs floor | peak RSS growth (MB) |")
+    print("|---|---:|---:|---:|")
+    speed = {
+        k: statistics.median(r["bytes"] / r["seconds"] / 1e6 for r in v) for k, v in results.items()
+    }
+    for key, label in names.items():
+        rss = statistics.median(r["rss_growth_mb"] for r in results[key])
+        print(f"| {label} | {speed[key]:,.0f} | {speed[key] / speed['floor']:.0%} | {rss:.1f} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="256,1024", help="download sizes in MiB")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+    else:
+        main([int(s) for s in args.sizes.split(",")], args.rounds)

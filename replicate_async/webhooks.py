@@ -1,0 +1,92 @@
+"""Webhook signature verification, pure: headers, raw body and secret in, an answer out.
+
+Replicate signs deliveries the Standard Webhooks way: ``webhook-signature`` holds
+space-separated ``v1,<base64 HMAC-SHA256>`` entries of ``"{id}.{timestamp}.{body}"``,
+keyed with the base64-decoded part of the ``whsec_...`` secret
+(``await client.webhooks.default_secret()``). Deliveries can repeat and arrive out of
+order: use ``webhook-id`` to drop repeats.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+
+from .errors import ReplicateError
+
+__all__ = ["WebhookVerificationError", "verify"]
+
+
+class WebhookVerificationError(ReplicateError):
+    """The delivery is not from Replicate, was altered, or is too old: reject it (400)."""
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        lower = {key.lower(): val for key, val in headers.items()}
+        value = lower.get(name)
+    if not value:
+        raise WebhookVerificationError(f"missing the {name} header: not a signed delivery")
+    return value
+
+
+def _key(secret: str) -> bytes:
+    encoded = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "the webhook secret must be the 'whsec_...' key from client.webhooks.default_secret()"
+        ) from None
+
+
+def verify(
+    headers: Mapping[str, str],
+    body: bytes | str,
+    secret: str,
+    tolerance: float | None = 300,
+    *,
+    now: float | None = None,
+) -> None:
+    """Check a webhook delivery; raise :class:`WebhookVerificationError` if it fails.
+
+    ``body`` must be the raw request body, byte for byte (parse JSON after verifying).
+    ``tolerance`` is how many seconds the timestamp may be off from ``now`` (default
+    5 minutes, against replays); ``None`` skips the time check.
+    """
+    msg_id = _header(headers, "webhook-id")
+    timestamp = _header(headers, "webhook-timestamp")
+    signatures = _header(headers, "webhook-signature")
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise WebhookVerificationError(f"webhook-timestamp {timestamp!r} is not a number") from None
+    if tolerance is not None:
+        current = time.time() if now is None else now
+        if abs(current - sent) > tolerance:
+            raise WebhookVerificationError(
+                f"webhook-timestamp is {current - sent:+.0f} s from now, beyond the "
+                f"{tolerance:g} s tolerance: a replay, or a clock that is off"
+            )
+    payload = body.encode() if isinstance(body, str) else body
+    signed = f"{msg_id}.{timestamp}.".encode() + payload
+    expected = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    for entry in signatures.split():
+        version, _, signature = entry.partition(",")
+        if version != "v1":
+            continue
+        try:
+            given = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if hmac.compare_digest(given, expected):  # constant time
+            return
+    raise WebhookVerificationError(
+        "no webhook-signature matches: check the secret (client.webhooks.default_secret()) "
+        "and that the body is the raw bytes received"
+    )
