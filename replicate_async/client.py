@@ -273,7 +273,7 @@ class AsyncReplicate(AsyncClosing):
                     read_timeout=read_timeout,
                 )
             except TransportError as exc:
-                failures += 1
+                error: ReplicateError = exc
                 failure = (
                     Failure.NOT_SENT
                     if isinstance(exc, ConnectError)
@@ -281,52 +281,45 @@ class AsyncReplicate(AsyncClosing):
                     if isinstance(exc, RequestTimeoutError)
                     else Failure.LOST
                 )
-                delay = decide(
-                    policy,
-                    idempotent=idempotent,
-                    failure=failure,
-                    status=None,
-                    attempt=failures,
-                    server_delay=None,
+                status, server_delay = None, None
+            else:
+                remaining = resp.headers.get("ratelimit-remaining")
+                if remaining is not None:
+                    with contextlib.suppress(ValueError):
+                        bucket.observe(float(remaining))
+                if resp.status < 400:
+                    bucket.grant()
+                    return resp
+                failure, status = Failure.STATUS, resp.status
+                parsed, _, detail = parse_problem(resp.body)
+                server_delay = parse_retry_after(resp.headers, parsed, now=time.time())
+                error = error_from_response(
+                    method, url, status, resp.reason, resp.body, retry_after=server_delay
                 )
-                if delay is None:
-                    if not idempotent and failure is not Failure.NOT_SENT:
-                        raise _outcome_unknown(exc, method, url, first_sent) from exc
-                    raise
-                await self._sleep(delay)
-                continue
-            remaining = resp.headers.get("ratelimit-remaining")
-            if remaining is not None:
-                with contextlib.suppress(ValueError):
-                    bucket.observe(float(remaining))
-            if resp.status < 400:
-                bucket.grant()
-                return resp
-            parsed, _, detail = parse_problem(resp.body)
-            server_delay = parse_retry_after(resp.headers, parsed, now=time.time())
-            error = error_from_response(
-                method, url, resp.status, resp.reason, resp.body, retry_after=server_delay
-            )
-            if resp.status == 429:
+                if status == 429:
+                    stated = parse_stated_limit(detail)
+                    if stated is not None:
+                        bucket.limit(*stated)  # the server told us the rate: no need to guess
+                    # The whole bucket waits, not only this request: the rest would get 429.
+                    pause = server_delay if server_delay is not None else 1.0
+                    bucket.pause(pause) if stated is not None else bucket.throttled(pause)
+            if status == 429:
                 throttles += 1
-                stated = parse_stated_limit(detail)
-                if stated is not None:
-                    bucket.limit(*stated)  # the server told us the rate: no need to guess
-                # The whole bucket waits, not only this request: the others would get 429 too.
-                pause = server_delay if server_delay is not None else 1.0
-                bucket.pause(pause) if stated is not None else bucket.throttled(pause)
             else:
                 failures += 1
             delay = decide(
                 policy,
                 idempotent=idempotent,
-                failure=Failure.STATUS,
-                status=resp.status,
-                attempt=throttles if resp.status == 429 else failures,
+                failure=failure,
+                status=status,
+                attempt=throttles if status == 429 else failures,
                 server_delay=server_delay,
             )
             if delay is None:
-                if not idempotent and isinstance(error, ServerError):
+                # Sent, then failed without a word from the server, or with a 5xx: it may
+                # have acted. (Never sent, or refused with 4xx: it did not.)
+                sent = failure in (Failure.TIMEOUT, Failure.LOST) or isinstance(error, ServerError)
+                if not idempotent and sent:
                     raise _outcome_unknown(error, method, url, first_sent) from error
                 raise error
             await self._sleep(delay)

@@ -130,9 +130,7 @@ class Emulator(AsyncClosing):
     @property
     def url(self) -> str:
         """The API base URL, including ``/v1``."""
-        if self._url is None:
-            raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
-        return self._url
+        return _started(self._url)
 
     @property
     def root_url(self) -> str:
@@ -142,16 +140,12 @@ class Emulator(AsyncClosing):
     @property
     def stream_url(self) -> str:
         """The streaming host's root (another origin, as ``stream.replicate.com`` is)."""
-        if self._stream_url is None:
-            raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
-        return self._stream_url
+        return _started(self._stream_url)
 
     @property
     def delivery_url(self) -> str:
         """Where output files are served (another port: another origin, as on Replicate)."""
-        if self._delivery_url is None:
-            raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
-        return self._delivery_url
+        return _started(self._delivery_url)
 
     # -- models ------------------------------------------------------------------------
 
@@ -309,3 +303,9 @@ class Emulator(AsyncClosing):
     def reset_next(self, method: str, route: str, *, times: int = 1) -> None:
         """Handle the next matching request(s), then drop the connection with no reply."""
         self.inject(Fault(method=method, route=route, times=times, reset_after=True))
+
+
+def _started(url: str | None) -> str:
+    if url is None:
+        raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
+    return url

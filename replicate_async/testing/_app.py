@@ -729,10 +729,15 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             return response
 
 
-def build_stream_app(state: ApiState) -> web.Application:
-    """The streaming host (``stream.replicate.com`` stand-in): no auth, its own port."""
+def side_app(state: ApiState, routes: dict[str, Handler]) -> web.Application:
+    """A host beside the API (streams, files): its own port, no auth, GET routes only."""
     app = web.Application()
     app[STATE] = state
-    app.router.add_get("/v1/streams/{key}", stream_events)
-    app.router.add_get("/v1/files/{key}", stream_events)
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
     return app
+
+
+def build_stream_app(state: ApiState) -> web.Application:
+    """The streaming host (``stream.replicate.com`` stand-in)."""
+    return side_app(state, {"/v1/streams/{key}": stream_events, "/v1/files/{key}": stream_events})

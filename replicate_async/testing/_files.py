@@ -321,13 +321,10 @@ async def deliver(request: web.Request) -> web.StreamResponse:
 
 
 def build_delivery_app(state: ApiState) -> web.Application:
-    """The file host (``replicate.delivery`` stand-in): no auth, its own port."""
-    from ._app import STATE
+    """The file host (``replicate.delivery`` stand-in)."""
+    from ._app import side_app
 
-    app = web.Application()
-    app[STATE] = state
-    app.router.add_get("/{key}/{name}", deliver)
-    return app
+    return side_app(state, {"/{key}/{name}": deliver})
 
 
 def file_digest(path: str | os.PathLike[str]) -> tuple[int, str]:
