@@ -110,7 +110,14 @@ async def _demo(args: argparse.Namespace) -> None:
                 f"   {files[0].url}\n   -> {saved.path} ({saved.size:,} bytes, sha256 {digest}…)\n"
             )
 
-            print("4. a failing model raises PredictionFailed with its error and logs")
+            print("4. stream(): text as the model makes it (server-sent events)")
+            print("   ", end="")
+            stream = client.stream("emulator/stream", input={"tokens": 12, "delay": 0.03})
+            async for event in stream:
+                print(str(event), end="", flush=True)
+            print("\n")
+
+            print("5. a failing model raises PredictionFailed with its error and logs")
             try:
                 await client.run("emulator/fail")
             except ReplicateError as exc:

@@ -69,7 +69,7 @@ class SSEDecoder:
 
     def __init__(self, last_event_id: str = "") -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""  # an unfinished line
+        self._partial: list[str] = []  # pieces of an unfinished line
         self._skip_lf = False  # the last chunk ended in CR: a leading LF is its pair
         self._started = False  # a BOM is dropped at the very start only
         self._event = ""
@@ -98,8 +98,16 @@ class SSEDecoder:
             return []
         # Most streams use LF only: str.split is several times faster than the regex.
         lines = _LINE_END.split(text) if "\r" in text else text.split("\n")
-        lines[0] = self._partial + lines[0]
-        self._partial = lines.pop()
+        if len(lines) == 1:
+            # No line end in this chunk: keep the piece. (Joining once at the line's end
+            # keeps a multi-megabyte line linear, not quadratic, in its chunk count.)
+            self._partial.append(lines[0])
+            return []
+        if self._partial:
+            self._partial.append(lines[0])
+            lines[0] = "".join(self._partial)
+        last = lines.pop()  # what follows the last line end: the start of the next line
+        self._partial = [last] if last else []
         if text[-1] == "\r":
             self._skip_lf = True
         # The per-line work is inlined with locals: this loop runs for every line of every
@@ -141,7 +149,7 @@ class SSEDecoder:
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: an event without its closing blank line is dropped, per spec."""
         self._utf8.decode(b"", final=True)
-        self._partial = ""
+        self._partial = []
         self._event = ""
         self._data = []
         self._id = None

@@ -78,6 +78,7 @@ def test_the_demo_runs_offline(tmp_path: Path) -> None:
     out = result.stdout
     assert "hello from replicate_async" in out
     assert "40/40 succeeded" in out
+    assert "".join(f"token{i} " for i in range(12)) in out
     assert "PredictionFailed" in out
     assert (tmp_path / "image-0.png").stat().st_size == 2_000_000
 
