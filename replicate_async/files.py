@@ -295,7 +295,8 @@ class _Download(AsyncClosing):
     def __del__(self) -> None:
         body = getattr(self, "_body", None)
         if body is not None:
-            body.close()
+            with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
+                body.close()
 
 
 def _download_error(url: str, status: int, reason: str | None, body: bytes) -> Exception:

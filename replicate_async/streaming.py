@@ -17,6 +17,7 @@ ever sent there), decodes events with :class:`~replicate_async.sse.SSEDecoder`, 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -117,7 +118,8 @@ class PredictionStream(AsyncClosing):
         # rather than when the garbage collector gets to it.
         body = getattr(self, "_body", None)
         if body is not None:
-            body.close()
+            with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
+                body.close()
 
     # -- filling the queue --------------------------------------------------------------
 
