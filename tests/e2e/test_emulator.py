@@ -104,3 +104,41 @@ def test_the_emulator_command_line_starts_and_prints_its_url() -> None:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_the_command_line_runs_and_lists(replicate_emulator: Emulator) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "replicate_async", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    ran = cli("run", "emulator/echo", "text=hello")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == "hello"
+    listed = cli("predictions", "list")
+    assert listed.returncode == 0
+    assert "succeeded" in listed.stdout and "emulator/echo" in listed.stdout
+    bad = cli("run", "not-a-ref")
+    assert bad.returncode == 1
+    assert "Invalid model reference" in bad.stderr
+
+
+async def test_tokens_see_only_their_own_predictions() -> None:
+    from replicate_async import AsyncReplicate
+    from replicate_async.errors import NotFoundError
+
+    async with Emulator() as emu:
+        emu.add_token("r8_second")
+        async with (
+            AsyncReplicate(api_token=emu.token, base_url=emu.url) as first,
+            AsyncReplicate(api_token="r8_second", base_url=emu.url) as second,
+        ):
+            p = await first.predictions.create(model="emulator/echo", input={"text": "x"})
+            assert [q.id async for q in second.predictions.list()] == []
+            with pytest.raises(NotFoundError):
+                await second.predictions.get(p.id)
+            assert [q.id async for q in first.predictions.list()] == [p.id]
