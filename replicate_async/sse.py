@@ -10,7 +10,6 @@ events without an ``id`` are kept, and event types this module does not know pas
 
 from __future__ import annotations
 
-import codecs
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -58,20 +57,21 @@ class SSEDecoder:
         "_data",
         "_event",
         "_id",
-        "_partial",
+        "_pending",
         "_retry",
         "_skip_lf",
         "_started",
-        "_utf8",
         "last_event_id",
         "retry",
     )
 
     def __init__(self, last_event_id: str = "") -> None:
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial: list[str] = []  # pieces of an unfinished line
+        # The bytes of an unfinished line. Kept as bytes, decoded once when the line ends:
+        # a multi-byte character split between chunks is whole by then, and a long line
+        # is copied twice (in, then decoded) instead of four times.
+        self._pending = bytearray()
         self._skip_lf = False  # the last chunk ended in CR: a leading LF is its pair
-        self._started = False  # a BOM is dropped at the very start only
+        self._started = False  # a BOM is dropped from the stream's first line only
         self._event = ""
         self._data: list[str] = []
         self._id: str | None = None
@@ -83,33 +83,49 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Decode ``chunk`` and return every event it completed, in order."""
-        text = self._utf8.decode(chunk)
-        if not text:
-            return []
-        if not self._started:
-            self._started = True
-            if text[0] == "\ufeff":
-                text = text[1:]
         if self._skip_lf:
             self._skip_lf = False
-            if text[:1] == "\n":
-                text = text[1:]
-        if not text:
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        # Where the last line of this chunk ends; what follows is an unfinished line.
+        end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+        if end < 0:
+            self._pending += chunk
             return []
-        # Most streams use LF only: str.split is several times faster than the regex.
-        lines = _LINE_END.split(text) if "\r" in text else text.split("\n")
-        if len(lines) == 1:
-            # No line end in this chunk: keep the piece. (Joining once at the line's end
-            # keeps a multi-megabyte line linear, not quadratic, in its chunk count.)
-            self._partial.append(lines[0])
-            return []
-        if self._partial:
-            self._partial.append(lines[0])
-            lines[0] = "".join(self._partial)
-        last = lines.pop()  # what follows the last line end: the start of the next line
-        self._partial = [last] if last else []
-        if text[-1] == "\r":
+        if chunk[end] == 13:  # CR: its LF, if any, may open the next chunk
             self._skip_lf = True
+        view = memoryview(chunk)
+        first = _first_line_end(chunk, end)
+        if self._pending:
+            # The first line began in an earlier chunk: finish it in bytes, decode once.
+            self._pending += view[:first]
+            head = self._decode_line(self._pending)
+            self._pending = bytearray()
+            rest = str(view[first : end + 1], "utf-8", "replace")
+        else:
+            head = None
+            rest = str(view[: end + 1], "utf-8", "replace")
+        self._pending += view[end + 1 :]
+        # Most streams use LF only: str.split is several times faster than the regex.
+        lines = _LINE_END.split(rest) if "\r" in rest else rest.split("\n")
+        lines.pop()  # the empty string after the chunk's last line end
+        if head is not None:
+            # rest starts with the first line's end, so lines[0] is that line's (empty) tail.
+            lines[0] = head
+        elif not self._started and lines:
+            self._started = True
+            if lines[0][:1] == "\ufeff":
+                lines[0] = lines[0][1:]
+        return self._lines(lines)
+
+    def _decode_line(self, raw: bytearray) -> str:
+        if not self._started:
+            self._started = True
+            if raw[:3] == b"\xef\xbb\xbf":
+                del raw[:3]
+        return raw.decode("utf-8", "replace")
+
+    def _lines(self, lines: list[str]) -> list[ServerSentEvent]:
         # The per-line work is inlined with locals: this loop runs for every line of every
         # token, and method calls and attribute stores were most of its cost.
         events: list[ServerSentEvent] = []
@@ -148,13 +164,23 @@ class SSEDecoder:
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: an event without its closing blank line is dropped, per spec."""
-        self._utf8.decode(b"", final=True)
-        self._partial = []
+        self._pending = bytearray()
         self._event = ""
         self._data = []
         self._id = None
         self._retry = None
         return []
+
+
+def _first_line_end(chunk: bytes, last: int) -> int:
+    """Index of the first CR or LF in ``chunk`` (there is one, at ``last`` at the latest)."""
+    lf = chunk.find(b"\n", 0, last + 1)
+    cr = chunk.find(b"\r", 0, last + 1)
+    if lf < 0:
+        return cr
+    if cr < 0:
+        return lf
+    return min(lf, cr)
 
 
 def encode_event(event: str, data: str, id: str | None = None) -> bytes:

@@ -136,7 +136,8 @@ _event = st.tuples(
 @st.composite
 def streams(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     newline = draw(st.sampled_from(["\n", "\r", "\r\n"]))
-    parts = [": hi" + newline + newline] if draw(st.booleans()) else []
+    parts = ["\ufeff"] if draw(st.booleans()) else []  # a BOM, which may be split too
+    parts += [": hi" + newline + newline] if draw(st.booleans()) else []
     for kind, lines, event_id in draw(st.lists(_event, max_size=8)):
         block = [f"event: {kind}"]
         if event_id is not None:
