@@ -16,15 +16,17 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import attrs
 from aiohttp import web
 
+from ..convert import parse_datetime
 from ..limits import TokenBucket
 from ..sse import encode_event
 from ._files import DeliveryFaults, UploadStore, add_file_routes
-from ._jobs import InputError, Job, JobStore, ModelSpec, timestamp
+from ._jobs import InputError, Job, JobStore, ModelSpec
 
 __all__ = [
     "ApiState",
@@ -424,6 +426,17 @@ def _job(request: web.Request, kind: str) -> Job | None:
     return job
 
 
+def _query_time(request: web.Request, name: str) -> datetime | None:
+    """A timestamp query parameter (RFC 3339, as the API takes them), or None."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an RFC 3339 timestamp, got {value!r}") from None
+
+
 def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
     """GET one, POST cancel and GET the list, for predictions or trainings alike."""
 
@@ -440,15 +453,18 @@ def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
 
     async def list_(request: web.Request) -> web.StreamResponse:
         token = _token(request)
-        after = request.query.get("created_after")
-        before = request.query.get("created_before")
+        try:
+            after = _query_time(request, "created_after")
+            before = _query_time(request, "created_before")
+        except ValueError as exc:
+            return problem(400, str(exc), "Bad Request")
         jobs = [
             j
             for j in request.app[STATE].store.jobs.values()
             if j.kind == kind
             and j.token == token
-            and (after is None or (timestamp(j.created_at) or "") > after)
-            and (before is None or (timestamp(j.created_at) or "") < before)
+            and (after is None or j.created_at > after)
+            and (before is None or j.created_at < before)
         ]
         jobs.sort(key=lambda j: -j.seq)  # newest first
         return _page(request, jobs, lambda j: j.seq, lambda j: _job_json(request, j))

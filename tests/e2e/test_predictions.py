@@ -163,3 +163,22 @@ async def test_unknown_status_surfaces(client: AsyncReplicate, emulator: Emulato
     emulator.predictions[p.id].status = "hibernating"  # a status the server might add one day
     with pytest.raises(UnknownStatusError, match="hibernating"):
         await client.predictions.wait(p, timeout=5)
+
+
+async def test_list_filters_by_creation_time(client: AsyncReplicate) -> None:
+    from datetime import timedelta
+
+    first = await client.predictions.create(model="emulator/echo", input={"text": "1"})
+    second = await client.predictions.create(model="emulator/echo", input={"text": "2"})
+    assert first.created_at is not None and second.created_at is not None
+    middle = first.created_at + (second.created_at - first.created_at) / 2
+    after = [p.id async for p in client.predictions.list(created_after=middle)]
+    before = [p.id async for p in client.predictions.list(created_before=middle)]
+    assert (after, before) == ([second.id], [first.id])
+    # whole seconds with a Z, as people write them by hand
+    hand = (first.created_at - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert len([p async for p in client.predictions.list(created_after=hand)]) == 2
+    from replicate_async.errors import BadRequestError
+
+    with pytest.raises(BadRequestError, match="RFC 3339"):
+        [p async for p in client.predictions.list(created_after="yesterday")]
