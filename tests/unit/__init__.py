@@ -1,0 +1,1 @@
+"""Unit tests of the pure modules (and transport decisions, with aioresponses)."""
