@@ -59,12 +59,14 @@ class FormField:
 
 @attrs.frozen
 class Response:
-    """A reply read whole: status, headers and body bytes."""
+    """A reply read whole: status, headers and body bytes, and the request it answers."""
 
     status: int
     reason: str | None
     headers: CIMultiDictProxy[str]
     body: bytes
+    method: str
+    url: str
 
 
 class StreamingBody(AsyncClosing):
@@ -268,7 +270,7 @@ class Transport:
                 allow_redirects=False,
             ) as resp:
                 reply = await resp.read()
-                return Response(resp.status, resp.reason, resp.headers, reply)
+                return Response(resp.status, resp.reason, resp.headers, reply, method, url)
         except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
             raise _map(exc, method, url, sent=True) from exc
         finally:

@@ -324,8 +324,9 @@ class AsyncReplicate(AsyncClosing):
                 raise error
             await self._sleep(delay)
 
-    def decode(self, resp: Response, cls: type[T], method: str = "", url: str = "") -> T:
+    def decode(self, resp: Response, cls: type[T]) -> T:
         """Structure a reply's JSON body into ``cls``; a body that is not one is an error."""
+        method, url = resp.method, resp.url
         try:
             data = json.loads(resp.body)
         except ValueError:
@@ -350,8 +351,7 @@ class AsyncReplicate(AsyncClosing):
 
     async def request_json(self, method: str, path: str, cls: type[T], **kwargs: Any) -> T:
         """:meth:`request`, then :meth:`decode` the body into ``cls``."""
-        resp = await self.request(method, path, **kwargs)
-        return self.decode(resp, cls, method, self._url(path, kwargs.get("params")))
+        return self.decode(await self.request(method, path, **kwargs), cls)
 
     # -- the main jobs -------------------------------------------------------------------
 
