@@ -31,8 +31,6 @@ from .errors import (
     ConnectError,
     CreateOutcomeUnknownError,
     MalformedResponseError,
-    PredictionCanceled,
-    PredictionFailed,
     ReplicateError,
     RequestTimeoutError,
     ServerError,
@@ -40,6 +38,7 @@ from .errors import (
     ValidationError,
     error_from_response,
     parse_problem,
+    prediction_error,
 )
 from .fanout import RunResult, run_many
 from .files import decode_output
@@ -59,7 +58,7 @@ from .resources import (
 )
 from .retry import Failure, RetryPolicy, decide, is_idempotent, parse_retry_after
 from .streaming import PredictionStream, StreamPolicy
-from .types import Prediction, Status
+from .types import Prediction
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncReplicate", "ClientConfig"]
 
@@ -442,7 +441,9 @@ class AsyncReplicate(AsyncClosing):
 
     def output_of(self, prediction: Prediction, *, use_file_output: bool = True) -> Any:
         """The output of a finished prediction, or the error it ended with."""
-        raise_for_status(prediction)
+        error = prediction_error(prediction)
+        if error is not None:
+            raise error
         if use_file_output:
             return decode_output(prediction.output, self._transport)
         return prediction.output
@@ -504,21 +505,3 @@ def _outcome_unknown(
         sent_after=after,
         sent_before=before,
     )
-
-
-def raise_for_status(prediction: Prediction) -> None:
-    """Raise the matching error if a prediction ended failed, canceled or aborted."""
-    if prediction.status == Status.FAILED:
-        logs = (prediction.logs or "").strip()
-        tail = "\n".join(logs.splitlines()[-10:])
-        message = f"Prediction {prediction.id} failed: {prediction.error or 'no error given'}"
-        if tail:
-            message += f"\nLast log lines:\n{tail}"
-        raise PredictionFailed(message, prediction=prediction)
-    if prediction.status in (Status.CANCELED, Status.ABORTED):
-        why = (
-            "was canceled"
-            if prediction.status == Status.CANCELED
-            else "was aborted before it started (its Cancel-After deadline passed first)"
-        )
-        raise PredictionCanceled(f"Prediction {prediction.id} {why}.", prediction=prediction)

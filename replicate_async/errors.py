@@ -38,6 +38,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from .types import Status
+
 if TYPE_CHECKING:
     from .types import Prediction
 
@@ -65,6 +67,7 @@ __all__ = [
     "ValidationError",
     "WaitTimeoutError",
     "error_from_response",
+    "prediction_error",
 ]
 
 TOKEN_HELP = (
@@ -320,3 +323,22 @@ def error_from_response(
     if cls is RateLimitError:
         return RateLimitError(message, retry_after=retry_after, **kwargs)
     return cls(message, **kwargs)
+
+
+def prediction_error(prediction: Prediction) -> PredictionError | None:
+    """The error a finished prediction ended with (failed, canceled, aborted), if any."""
+    if prediction.status == Status.FAILED:
+        logs = (prediction.logs or "").strip()
+        tail = "\n".join(logs.splitlines()[-10:])
+        message = f"Prediction {prediction.id} failed: {prediction.error or 'no error given'}"
+        if tail:
+            message += f"\nLast log lines:\n{tail}"
+        return PredictionFailed(message, prediction=prediction)
+    if prediction.status in (Status.CANCELED, Status.ABORTED):
+        why = (
+            "was canceled"
+            if prediction.status == Status.CANCELED
+            else "was aborted before it started (its Cancel-After deadline passed first)"
+        )
+        return PredictionCanceled(f"Prediction {prediction.id} {why}.", prediction=prediction)
+    return None

@@ -34,6 +34,7 @@ from .errors import (
     ReplicateError,
     TransportError,
     error_from_response,
+    prediction_error,
 )
 from .files import FileOutput, is_file_url
 from .sse import ServerSentEvent, SSEDecoder
@@ -188,18 +189,22 @@ class PredictionStream(AsyncClosing):
         await self._client._sleep(delay * (0.5 + random.random() / 2))
         await self._connect()
 
+    def _output(self, event: ServerSentEvent) -> None:
+        self._outputs += 1
+        if self._file_stream or is_file_url(event.data):
+            event = attrs.evolve(event, file=FileOutput(event.data, self._client._transport))
+        self._queue.append(event)
+
     def _handle(self, event: ServerSentEvent) -> None:
+        if self._finished:
+            return  # after an error event: its closing done adds nothing
         if event.id is not None:
             if event.id in self._seen_ids:
                 return  # replayed after a reconnect: already given out
             self._seen_ids.add(event.id)
         kind = event.event
         if kind == "output":
-            self._outputs += 1
-            if self._file_stream or is_file_url(event.data):
-                file = FileOutput(event.data, self._client._transport)
-                event = attrs.evolve(event, file=file)
-            self._queue.append(event)
+            self._output(event)
         elif kind == "error":
             self._queue.append(self._failed(event))
             self._finished = True
@@ -207,9 +212,7 @@ class PredictionStream(AsyncClosing):
             reason = _reason(event)
             if reason == "canceled":
                 self._queue.append(self._canceled())
-            elif reason == "error" and not any(
-                isinstance(item, PredictionFailed) for item in self._queue
-            ):
+            elif reason == "error":  # a done that says error, with no error event before it
                 self._queue.append(self._failed(None))
             self._finished = True
             self._close_body()
@@ -260,20 +263,10 @@ class PredictionStream(AsyncClosing):
             missing = []
         for item in missing:
             text = item if isinstance(item, str) else json.dumps(item)
-            file = FileOutput(text, self._client._transport) if is_file_url(text) else None
-            self._queue.append(ServerSentEvent("output", text, None, None, file))
-            self._outputs += 1
-        if final.status == Status.FAILED:
-            self._queue.append(
-                PredictionFailed(
-                    f"Prediction {final.id} failed: {final.error or 'no error given'}",
-                    prediction=final,
-                )
-            )
-        elif final.status in (Status.CANCELED, Status.ABORTED):
-            self._queue.append(
-                PredictionCanceled(f"Prediction {final.id} was {final.status}.", prediction=final)
-            )
+            self._output(ServerSentEvent("output", text))
+        error = prediction_error(final)
+        if error is not None:
+            self._queue.append(error)
 
 
 def _reason(event: ServerSentEvent) -> str | None:
