@@ -7,6 +7,7 @@ Everything above it sees :class:`Response` (a fully read reply) or :class:`Strea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,7 +26,7 @@ from .errors import (
     TransportError,
 )
 
-__all__ = ["FormField", "Response", "StreamingBody", "Timeouts", "Transport"]
+__all__ = ["FormField", "HoldsBody", "Response", "StreamingBody", "Timeouts", "Transport"]
 
 
 @attrs.frozen(kw_only=True)
@@ -122,6 +123,25 @@ class StreamingBody(AsyncClosing):
     async def aclose(self) -> None:
         """Same as :meth:`close`, for ``async with``."""
         self.close()
+
+
+class HoldsBody(AsyncClosing):
+    """An iterator reading a :class:`StreamingBody`: a download, an event stream.
+
+    Dropping it (``break`` out of ``async for``) gives the connection back at once,
+    rather than when the garbage collector gets to it.
+    """
+
+    _body: StreamingBody | None = None
+
+    def _close_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            body.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
+            self._close_body()
 
 
 def _map(exc: BaseException, method: str, url: str, *, sent: bool) -> TransportError:

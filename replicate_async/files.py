@@ -28,8 +28,7 @@ import aiofiles
 import aiofiles.os
 import attrs
 
-from ._aiter import AsyncClosing
-from ._transport import StreamingBody, Transport
+from ._transport import HoldsBody, Transport
 from .errors import (
     ConnectionLostError,
     NotFoundError,
@@ -173,7 +172,7 @@ async def _data_chunks(uri: str, size: int) -> AsyncIterator[bytes]:
         yield data[start : start + size]
 
 
-class _Download(AsyncClosing):
+class _Download(HoldsBody):
     """One pass over a file's bytes, resuming with ``Range`` where the body was cut.
 
     Class-based rather than a generator so that dropping it (``break``) closes its
@@ -184,7 +183,6 @@ class _Download(AsyncClosing):
         self._url = url
         self._transport = transport
         self._chunk_size = chunk_size
-        self._body: StreamingBody | None = None
         self._received = 0
         self._total: int | None = None
         self._etag: str | None = None
@@ -282,21 +280,10 @@ class _Download(AsyncClosing):
         self._etag = etag or self._etag
         self._body = body
 
-    def _close_body(self) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            body.close()
-
     async def aclose(self) -> None:
         """Stop and release the connection."""
         self._done = True
         self._close_body()
-
-    def __del__(self) -> None:
-        body = getattr(self, "_body", None)
-        if body is not None:
-            with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
-                body.close()
 
 
 def _download_error(url: str, status: int, reason: str | None, body: bytes) -> Exception:

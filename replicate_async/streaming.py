@@ -17,7 +17,6 @@ ever sent there), decodes events with :class:`~replicate_async.sse.SSEDecoder`, 
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -25,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._aiter import AsyncClosing
-from ._transport import StreamingBody
+from ._transport import HoldsBody
 from .errors import (
     APIError,
     PredictionCanceled,
@@ -60,7 +58,7 @@ class StreamPolicy:
     read_timeout: float = 60.0
 
 
-class PredictionStream(AsyncClosing):
+class PredictionStream(HoldsBody):
     """Events of one prediction, as they are made. Iterate it once."""
 
     def __init__(
@@ -73,7 +71,6 @@ class PredictionStream(AsyncClosing):
         self._start = start
         self._policy = policy or StreamPolicy()
         self.prediction: Prediction | None = None
-        self._body: StreamingBody | None = None
         self._decoder = SSEDecoder()
         self._queue: collections.deque[ServerSentEvent | BaseException] = collections.deque()
         self._seen_ids: set[str] = set()
@@ -108,19 +105,6 @@ class PredictionStream(AsyncClosing):
         self._finished = True
         self._queue.clear()
         self._close_body()
-
-    def _close_body(self) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            body.close()
-
-    def __del__(self) -> None:
-        # `break` out of `async for` drops the stream: give the connection back at once
-        # rather than when the garbage collector gets to it.
-        body = getattr(self, "_body", None)
-        if body is not None:
-            with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
-                body.close()
 
     # -- filling the queue --------------------------------------------------------------
 
