@@ -10,6 +10,7 @@ events without an ``id`` are kept, and event types this module does not know pas
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +46,6 @@ class ServerSentEvent:
 
     def json(self) -> Any:
         """The data parsed as JSON (``error`` and ``done`` events carry JSON)."""
-        import json
-
         return json.loads(self.data)
 
 
