@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import pytest
 from replicate_async import AsyncReplicate, PollPolicy
 from replicate_async.testing import Emulator
 
-REFERENCE = Path(
-    os.environ.get("REPLICATE_REFERENCE_DIR", Path(__file__).parents[2] / "shared" / "reference")
-)
-PAYLOADS = REFERENCE / "payloads"
+#: Replicate's recorded and documented payloads and its OpenAPI schema, copied into the repo
+FIXTURES = Path(__file__).parent / "fixtures" / "replicate"
+PAYLOADS = FIXTURES
 
 #: polls every 20-100 ms, so end-to-end tests of slow predictions stay fast
 FAST_POLLING = PollPolicy(first=0.02, factor=1.5, cap=0.1)
