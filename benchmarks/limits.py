@@ -25,9 +25,9 @@ import time
 from typing import Any
 
 import aiohttp
+from replicate_async.limits import TokenBucket
 
 from replicate_async import AsyncReplicate, RateLimits
-from replicate_async.limits import TokenBucket
 
 from ._emulator import RunningEmulator, emulator_process
 

@@ -27,7 +27,7 @@ import replicate
 from aiohttp import web
 from replicate.stream import EventSource as OfficialEventSource
 
-from replicate_async.sse import SSEDecoder
+from replicate_async.protocol.sse import SSEDecoder
 
 CHUNK = 64 * 1024
 

@@ -11,10 +11,11 @@ from .errors import (
 )
 from .fanout import RunResult
 from .files import FileOutput, SavedFile
-from .limits import RateLimiter, RateLimits
-from .polling import PollPolicy
-from .retry import RetryPolicy
-from .sse import ServerSentEvent
+from .limiter import RateLimiter
+from .protocol.limits import RateLimits
+from .protocol.polling import PollPolicy
+from .protocol.retry import RetryPolicy
+from .protocol.sse import ServerSentEvent
 from .streaming import PredictionStream, StreamPolicy
 from .types import (
     Account,

@@ -1,19 +1,26 @@
 """The only module that touches aiohttp: the pool, timeouts, bodies, exception mapping.
 
-Everything above it sees :class:`Response` (a fully read reply) or :class:`StreamingBody`
-(a reply read in chunks), and our own errors: users never import aiohttp to catch one.
+Everything above it sees :class:`~.protocol.replies.Response` (a fully read reply) or
+:class:`StreamingBody` (a reply read in chunks), and our own errors: aiohttp's and
+asyncio's exceptions are mapped to ours in one place, :class:`_MappedErrors` (httpx's
+``map_httpcore_exceptions`` is the model), so users never import aiohttp to catch one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, BinaryIO
 
 import aiohttp
 import attrs
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
 
 from ._aiter import AsyncClosing
@@ -25,8 +32,17 @@ from .errors import (
     RequestTimeoutError,
     TransportError,
 )
+from .protocol.replies import Response
 
-__all__ = ["FormField", "HoldsBody", "Response", "StreamingBody", "Timeouts", "Transport"]
+__all__ = [
+    "Connections",
+    "FormField",
+    "HoldsBody",
+    "Response",
+    "StreamingBody",
+    "Timeouts",
+    "Transport",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -58,16 +74,60 @@ class FormField:
     content_type: str | None = None
 
 
-@attrs.frozen
-class Response:
-    """A reply read whole: status, headers and body bytes, and the request it answers."""
+_FOREIGN = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError)
 
-    status: int
-    reason: str | None
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    method: str
-    url: str
+
+def _translate(exc: BaseException, method: str, url: str) -> TransportError:
+    """Our error for an aiohttp / asyncio failure of ``method url``."""
+    where = f"{method} {url}"
+    kw: dict[str, Any] = {"method": method, "url": url}
+    connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
+    if connect_timeout is not None and isinstance(exc, connect_timeout):
+        return ConnectError(f"{where}: timed out connecting. Check the network and base_url.", **kw)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # Refused, DNS failure, unreachable: the request bytes were never written.
+        return ConnectError(
+            f"{where}: could not connect ({exc.os_error or exc}). Check the network and base_url.",
+            **kw,
+        )
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, aiohttp.ServerTimeoutError)):
+        return RequestTimeoutError(
+            f"{where}: timed out waiting for the reply. "
+            "Raise the read timeout (AsyncReplicate(timeouts=Timeouts(read=...))) if the "
+            "server is slow.",
+            **kw,
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return MalformedResponseError(f"{where}: the server sent a malformed reply ({exc}).", **kw)
+    return ConnectionLostError(
+        f"{where}: the connection was lost ({type(exc).__name__}: {exc}).", **kw
+    )
+
+
+class _MappedErrors:
+    """Re-raise aiohttp's and asyncio's exceptions inside the block as ours.
+
+    A class rather than ``@contextmanager``: it runs around every request, and a
+    generator-based manager costs a few times more.
+    """
+
+    __slots__ = ("method", "url")
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        self.url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and isinstance(exc, _FOREIGN):
+            raise _translate(exc, self.method, self.url) from exc
 
 
 class StreamingBody(AsyncClosing):
@@ -97,24 +157,18 @@ class StreamingBody(AsyncClosing):
 
     async def read(self) -> bytes:
         """Read the rest of the body (for error replies, which are small)."""
-        try:
+        with _MappedErrors(self._method, self._url):
             return await self._resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise _map(exc, self._method, self._url, sent=True) from exc
 
     async def read_chunk(self, size: int) -> bytes:
         """Up to ``size`` bytes of the body as they arrive; b"" at its end."""
-        try:
+        with _MappedErrors(self._method, self._url):
             return await self._resp.content.read(size)
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise _map(exc, self._method, self._url, sent=True) from exc
 
     async def read_any(self) -> bytes:
         """The next bytes that arrive, as soon as any do; b"" at the end of the body."""
-        try:
+        with _MappedErrors(self._method, self._url):
             return await self._resp.content.readany()
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise _map(exc, self._method, self._url, sent=True) from exc
 
     def close(self) -> None:
         """Release the connection. An unfinished body closes it rather than pool it."""
@@ -144,35 +198,56 @@ class HoldsBody(AsyncClosing):
             self._close_body()
 
 
-def _map(exc: BaseException, method: str, url: str, *, sent: bool) -> TransportError:
-    """Translate an aiohttp / asyncio failure into ours, saying whether the request left."""
-    where = f"{method} {url}"
-    kw: dict[str, Any] = {"method": method, "url": url}
-    connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
-    if connect_timeout is not None and isinstance(exc, connect_timeout):
-        return ConnectError(f"{where}: timed out connecting. Check the network and base_url.", **kw)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        # Refused, DNS failure, unreachable: the request bytes were never written.
-        return ConnectError(
-            f"{where}: could not connect ({exc.os_error or exc}). Check the network and base_url.",
-            **kw,
-        )
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, aiohttp.ServerTimeoutError)):
-        return RequestTimeoutError(
-            f"{where}: timed out waiting for the reply. "
-            "Raise the read timeout (AsyncReplicate(timeouts=Timeouts(read=...))) if the "
-            "server is slow.",
-            **kw,
-        )
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return MalformedResponseError(f"{where}: the server sent a malformed reply ({exc}).", **kw)
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, OSError)):
-        return ConnectionLostError(
-            f"{where}: the connection was lost {'after sending' if sent else 'while sending'} "
-            f"({type(exc).__name__}: {exc}).",
-            **kw,
-        )
-    return ConnectionLostError(f"{where}: {type(exc).__name__}: {exc}", **kw)
+class Connections:
+    """The connections opened by the tasks of one piece of work, closable from sync code.
+
+    ``run_many`` starts its tasks under one; when its iterator is dropped mid-loop (a
+    bare ``break``), ``__del__`` cannot await anything, but it can close every
+    connection its tasks hold, so the pool has them back before the next statement runs.
+    """
+
+    __slots__ = ("__weakref__", "_open")
+
+    def __init__(self) -> None:
+        self._open: weakref.WeakSet[aiohttp.connector.Connection] = weakref.WeakSet()
+
+    def add(self, connection: aiohttp.connector.Connection) -> None:
+        """Track a connection a task of this work just got from the pool."""
+        self._open.add(connection)
+
+    def close_all(self) -> None:
+        """Close every connection still held (an unfinished reply cannot go back to the pool)."""
+        for connection in list(self._open):
+            connection.close()
+        self._open.clear()
+
+    def bind(self) -> contextvars.Token[Connections | None]:
+        """Make tasks created from now on (in this context) report here; undo with the token."""
+        return _CURRENT_WORK.set(self)
+
+    @staticmethod
+    def unbind(token: contextvars.Token[Connections | None]) -> None:
+        """Stop reporting here (tasks already created keep reporting)."""
+        _CURRENT_WORK.reset(token)
+
+
+# A task inherits the context it was created in: the work it belongs to travels with it.
+_CURRENT_WORK: contextvars.ContextVar[Connections | None] = contextvars.ContextVar(
+    "replicate_async_work", default=None
+)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A TCPConnector that tells the current task's :class:`Connections` what it hands out."""
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        work = _CURRENT_WORK.get()
+        if work is not None:
+            work.add(connection)
+        return connection
 
 
 class Transport:
@@ -217,17 +292,14 @@ class Transport:
                 "client per event loop (for example inside each asyncio.run())."
             )
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            connector = _Connector(
                 limit=self._max_connections,
                 limit_per_host=0,
                 keepalive_timeout=30.0,
                 ttl_dns_cache=300,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # We decode bodies ourselves; aiohttp's raise_for_status stays off.
-                auto_decompress=True,
-            )
+            # We read bodies ourselves; aiohttp's raise_for_status stays off.
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self._session
 
     def ensure_open(self) -> None:
@@ -247,9 +319,7 @@ class Transport:
         if read is None:
             return self._default_timeout
         return aiohttp.ClientTimeout(
-            total=self.timeouts.total,
-            sock_connect=self.timeouts.connect,
-            sock_read=read,
+            total=self.timeouts.total, sock_connect=self.timeouts.connect, sock_read=read
         )
 
     async def send(
@@ -281,18 +351,17 @@ class Transport:
                     field.name, value, filename=field.filename, content_type=field.content_type
                 )
         try:
-            async with session.request(
-                method,
-                url,
-                headers={"User-Agent": self._user_agent, **headers},
-                data=body,
-                timeout=self._timeout(read_timeout),
-                allow_redirects=False,
-            ) as resp:
-                reply = await resp.read()
-                return Response(resp.status, resp.reason, resp.headers, reply, method, url)
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise _map(exc, method, url, sent=True) from exc
+            with _MappedErrors(method, url):
+                async with session.request(
+                    method,
+                    url,
+                    headers={"User-Agent": self._user_agent, **headers},
+                    data=body,
+                    timeout=self._timeout(read_timeout),
+                    allow_redirects=False,
+                ) as resp:
+                    reply = await resp.read()
+                    return Response(resp.status, resp.reason, resp.headers, reply, method, url)
         finally:
             for handle in opened:
                 handle.close()
@@ -307,7 +376,7 @@ class Transport:
     ) -> StreamingBody:
         """Send a request and return as soon as the headers are in; the body streams."""
         session = self._get_session()
-        try:
+        with _MappedErrors(method, url):
             resp = await session.request(
                 method,
                 url,
@@ -315,8 +384,6 @@ class Transport:
                 timeout=self._timeout(read_timeout),
                 allow_redirects=True,
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise _map(exc, method, url, sent=True) from exc
         return StreamingBody(resp, method, url)
 
     async def aclose(self) -> None:

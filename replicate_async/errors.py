@@ -36,6 +36,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .types import Status
@@ -66,7 +67,9 @@ __all__ = [
     "UnknownStatusError",
     "ValidationError",
     "WaitTimeoutError",
+    "error_from_problem",
     "error_from_response",
+    "parse_problem",
     "prediction_error",
 ]
 
@@ -192,6 +195,41 @@ class CreateOutcomeUnknownError(ReplicateError):
         self.sent_after = sent_after
         self.sent_before = sent_before
 
+    @classmethod
+    def after(
+        cls,
+        cause: ReplicateError,
+        *,
+        sent_after: datetime,
+        sent_before: datetime,
+        looked: bool = False,
+    ) -> CreateOutcomeUnknownError:
+        """The error for a create that failed with ``cause`` after it was sent.
+
+        ``looked``: the client already searched ``predictions.list()`` and found nothing.
+        """
+        message = (
+            f"{cause.message} The request was sent, so what it creates may exist; it was not "
+            "re-sent, to avoid running the model twice. Look for it with "
+            f"client.predictions.list(created_after=...) (sent between {sent_after.isoformat()} "
+            f"and {sent_before.isoformat()}) before creating it again."
+        )
+        if looked:
+            message += (
+                " No matching prediction was found in predictions.list(), so it was "
+                "probably not created; it was still not re-sent, to be safe."
+            )
+        return cls(
+            message,
+            status=cause.status,
+            title=cause.title,
+            detail=cause.detail,
+            method=cause.method,
+            url=cause.url,
+            sent_after=sent_after,
+            sent_before=sent_before,
+        )
+
 
 class PredictionError(ReplicateError):
     """A prediction reached a bad terminal state; ``prediction`` is its last snapshot."""
@@ -302,9 +340,24 @@ def error_from_response(
     retry_after: float | None = None,
 ) -> APIError:
     """Build the error for a non-2xx reply: the class from the status, text from the body."""
-    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIError)
     parsed, title, detail = parse_problem(body)
-    title = title or reason or None
+    return error_from_problem(
+        method, url, status, title or reason or None, detail, parsed, retry_after=retry_after
+    )
+
+
+def error_from_problem(
+    method: str,
+    url: str,
+    status: int,
+    title: str | None,
+    detail: str | None,
+    parsed: Any,
+    *,
+    retry_after: float | None = None,
+) -> APIError:
+    """Build the error for a non-2xx reply whose body :func:`parse_problem` already split."""
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else APIError)
     what = f"{method} {url} failed with {status}" + (f" {title}" if title else "")
     message = what + (f": {detail}" if detail else "")
     hint = _HINTS.get(cls)

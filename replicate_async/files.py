@@ -15,27 +15,34 @@ import base64
 import contextlib
 import inspect
 import io
+import json
 import mimetypes
 import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 import aiofiles
 import aiofiles.os
 import attrs
 
-from ._transport import HoldsBody, Transport
+from ._transport import FormField, HoldsBody
 from .errors import (
     ConnectionLostError,
+    MalformedResponseError,
     NotFoundError,
     PayloadTooLargeError,
     TransportError,
     error_from_response,
 )
+from .protocol.retry import backoff
+from .types import File
+
+if TYPE_CHECKING:
+    from ._session import Session
 
 __all__ = [
     "DATA_URI_LIMIT",
@@ -48,6 +55,7 @@ __all__ = [
     "decode_output",
     "is_file_url",
     "prepare_input",
+    "upload_file",
 ]
 
 #: bytes per read when downloading; memory per download stays near this
@@ -58,6 +66,8 @@ MAX_UPLOAD_SIZE = 100 * 1024 * 1024
 DATA_URI_LIMIT = 1024 * 1024
 #: reconnections to finish one cut download
 MAX_RESUMES = 5
+#: the backoff between them, first and largest (the library's one formula, retry.backoff)
+_RESUME_BACKOFF = (0.05, 2.0)
 
 _DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.DOTALL)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -95,13 +105,11 @@ class FileOutput:
     (while the URL lives: outputs expire an hour after the prediction finishes).
     """
 
-    __slots__ = ("_transport", "chunk_size", "url")
+    __slots__ = ("_session", "chunk_size", "url")
 
-    def __init__(
-        self, url: str, transport: Transport, *, chunk_size: int = DEFAULT_CHUNK_SIZE
-    ) -> None:
+    def __init__(self, url: str, session: Session, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         self.url = url
-        self._transport = transport
+        self._session = session
         self.chunk_size = chunk_size
 
     def __repr__(self) -> str:
@@ -136,7 +144,7 @@ class FileOutput:
         size = chunk_size or self.chunk_size
         if self.url.startswith("data:"):
             return _data_chunks(self.url, size)
-        return _Download(self.url, self._transport, size)
+        return _Download(self.url, self._session, size)
 
     async def save(
         self, path: str | os.PathLike[str], *, chunk_size: int | None = None
@@ -179,9 +187,9 @@ class _Download(HoldsBody):
     connection at once.
     """
 
-    def __init__(self, url: str, transport: Transport, chunk_size: int) -> None:
+    def __init__(self, url: str, session: Session, chunk_size: int) -> None:
         self._url = url
-        self._transport = transport
+        self._session = session
         self._chunk_size = chunk_size
         self._received = 0
         self._total: int | None = None
@@ -232,7 +240,8 @@ class _Download(HoldsBody):
                 url=self._url,
             )
         self._resumes += 1
-        await asyncio.sleep(min(2.0, 0.05 * 2 ** (self._resumes - 1)))
+        first, cap = _RESUME_BACKOFF
+        await self._session.sleep(backoff(self._resumes, initial=first, cap=cap))
 
     async def _open(self) -> None:
         headers: dict[str, str] = {}
@@ -241,7 +250,7 @@ class _Download(HoldsBody):
             if self._etag:
                 headers["If-Range"] = self._etag  # the same file, or the whole of the new one
         try:
-            body = await self._transport.open("GET", self._url, headers=headers)
+            body = await self._session.open(self._url, headers=headers)
         except TransportError:
             if not self._received and not self._resumes:
                 raise
@@ -301,14 +310,14 @@ def _download_error(url: str, status: int, reason: str | None, body: bytes) -> E
     return error
 
 
-def decode_output(value: Any, transport: Transport) -> Any:
+def decode_output(value: Any, session: Session) -> Any:
     """Turn every URL or data URI in an output (at any depth) into a :class:`FileOutput`."""
     if isinstance(value, str):
-        return FileOutput(value, transport) if is_file_url(value) else value
+        return FileOutput(value, session) if is_file_url(value) else value
     if isinstance(value, list):
-        return [decode_output(item, transport) for item in value]
+        return [decode_output(item, session) for item in value]
     if isinstance(value, dict):
-        return {key: decode_output(item, transport) for key, item in value.items()}
+        return {key: decode_output(item, session) for key, item in value.items()}
     return value
 
 
@@ -437,8 +446,6 @@ async def prepare_input(
     Every file is checked first, so a bad one (too big, missing, text mode) stops the
     whole input before anything is sent; then the files are uploaded concurrently.
     """
-    if file_encoding not in ("upload", "data-uri"):
-        raise ValueError(f"file_encoding must be 'upload' or 'data-uri', got {file_encoding!r}")
     found: list[tuple[Any, FileInput]] = []
     await _collect(input, found)
     if not found:
@@ -467,3 +474,41 @@ async def prepare_input(
     done = {id(value): url for (value, _), url in zip(found, urls, strict=True)}
     result: dict[str, Any] = _replace(input, done)
     return result
+
+
+async def upload_file(
+    session: Session,
+    file: FileInput,
+    *,
+    filename: str | None = None,
+    content_type: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> File:
+    """Upload ``file`` through ``POST /files`` as streamed multipart; over 100 MB is refused."""
+    if file.size > MAX_UPLOAD_SIZE:
+        raise PayloadTooLargeError(
+            f"{file.name!r} is {file.size / 1e6:.1f} MB; Replicate takes files up to "
+            f"{MAX_UPLOAD_SIZE // (1024 * 1024)} MB. Nothing was sent."
+        )
+    name = filename or file.name
+    kind = content_type or file.content_type
+    meta = json.dumps(dict(metadata or {}))
+
+    async def form() -> list[FormField]:
+        return [
+            FormField("content", await file.body(), filename=name, content_type=kind),
+            FormField("filename", name),
+            FormField("type", kind),
+            FormField("metadata", meta),
+        ]
+
+    return await session.request_json("POST", "/files", File, multipart=form)
+
+
+async def upload_url(session: Session, file: FileInput) -> str:
+    """Upload a file input and return the URL a model reads it from."""
+    uploaded = await upload_file(session, file)
+    url = (uploaded.urls or {}).get("get")
+    if not url:
+        raise MalformedResponseError(f"POST /files: the reply for {file.name!r} has no URL")
+    return url

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._aiter import AsyncClosing
 from .types import Page
 
-__all__ = ["AsyncPager"]
+if TYPE_CHECKING:
+    from ._session import Session
+
+__all__ = ["AsyncPager", "list_pages"]
 
 T = TypeVar("T")
 
@@ -26,7 +29,8 @@ class AsyncPager(AsyncClosing, Generic[T]):
 
     Nothing is requested until the first iteration. ``async for item in pager`` walks
     items; ``async for page in pager.pages()`` walks pages. ``aclose()`` (or leaving an
-    ``async with`` block) stops it; no connection is held between pages.
+    ``async with`` block) stops it. No connection is held between pages, so a bare
+    ``break`` leaves nothing behind.
     """
 
     __slots__ = ("_buffer", "_closed", "_fetch", "_next", "_started")
@@ -38,7 +42,8 @@ class AsyncPager(AsyncClosing, Generic[T]):
         self._started = False
         self._closed = False
 
-    async def _next_page(self) -> Page[T] | None:
+    async def next_page(self) -> Page[T] | None:
+        """The next page, or None after the last one."""
         if self._closed:
             return None
         if not self._started:
@@ -53,7 +58,7 @@ class AsyncPager(AsyncClosing, Generic[T]):
 
     async def pages(self) -> AsyncIterator[Page[T]]:
         """Yield whole pages, following ``next`` until the last."""
-        while (page := await self._next_page()) is not None:
+        while (page := await self.next_page()) is not None:
             yield page
 
     def __aiter__(self) -> AsyncPager[T]:
@@ -61,7 +66,7 @@ class AsyncPager(AsyncClosing, Generic[T]):
 
     async def __anext__(self) -> T:
         while not self._buffer:
-            page = await self._next_page()
+            page = await self.next_page()
             if page is None:
                 raise StopAsyncIteration
             self._buffer.extend(reversed(page.results))
@@ -71,3 +76,32 @@ class AsyncPager(AsyncClosing, Generic[T]):
         """Stop iterating; later iterations end at once."""
         self._closed = True
         self._buffer.clear()
+
+
+def list_pages(
+    session: Session,
+    path: str,
+    item: type[T],
+    *,
+    params: Mapping[str, Any] | None = None,
+    query: str | None = None,
+) -> AsyncPager[T]:
+    """The pages of a list endpoint: ``GET path?params``, or ``QUERY path`` with ``query``.
+
+    ``next`` links are absolute URLs carrying their own cursor (and the filters), so
+    they are followed as they are, always with GET.
+    """
+    kind: Any = Page[item]  # type: ignore[valid-type]
+
+    async def fetch(url: str | None) -> Page[T]:
+        if url is not None:
+            page: Page[T] = await session.request_json("GET", url, kind)
+        elif query is not None:
+            page = await session.request_json(
+                "QUERY", path, kind, content=query.encode(), content_type="text/plain"
+            )
+        else:
+            page = await session.request_json("GET", path, kind, params=params)
+        return page
+
+    return AsyncPager(fetch)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import collections
 import json
-import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from ._session import Session
 from ._transport import HoldsBody
+from ._watch import wait_for
 from .errors import (
     APIError,
     PredictionCanceled,
@@ -35,11 +36,9 @@ from .errors import (
     prediction_error,
 )
 from .files import FileOutput, is_file_url
-from .sse import ServerSentEvent, SSEDecoder
+from .protocol.retry import backoff
+from .protocol.sse import ServerSentEvent, SSEDecoder
 from .types import Prediction, Status
-
-if TYPE_CHECKING:
-    from .client import AsyncReplicate
 
 __all__ = ["PredictionStream", "StreamPolicy"]
 
@@ -49,7 +48,9 @@ class StreamPolicy:
     """How hard a stream tries to resume after its connection drops.
 
     ``read_timeout`` is the longest silence tolerated (the server sends a comment and
-    closes after 30 s idle, so it should be longer than that); then it reconnects.
+    closes after 30 s idle, so it should be longer than that); then it reconnects. The
+    waits between reconnects follow the library's one backoff, the server's ``retry:``
+    field first.
     """
 
     max_reconnects: int = 5
@@ -63,11 +64,11 @@ class PredictionStream(HoldsBody):
 
     def __init__(
         self,
-        client: AsyncReplicate,
+        session: Session,
         start: Callable[[], Awaitable[Prediction]],
         policy: StreamPolicy | None = None,
     ) -> None:
-        self._client = client
+        self._session = session
         self._start = start
         self._policy = policy or StreamPolicy()
         self.prediction: Prediction | None = None
@@ -129,7 +130,6 @@ class PredictionStream(HoldsBody):
             chunk = b""  # a dropped connection reads as an early end: resume below
         if not chunk:
             self._close_body()
-            self._decoder.flush()
             await self._reconnect_or_fall_back()
             return
         for event in self._decoder.feed(chunk):
@@ -143,8 +143,8 @@ class PredictionStream(HoldsBody):
         if self._decoder.last_event_id:
             headers["Last-Event-ID"] = self._decoder.last_event_id
         try:
-            body = await self._client._transport.open(
-                "GET", url, headers=headers, read_timeout=self._policy.read_timeout
+            body = await self._session.open(
+                url, headers=headers, read_timeout=self._policy.read_timeout
             )
         except TransportError:
             await self._reconnect_or_fall_back()
@@ -168,15 +168,20 @@ class PredictionStream(HoldsBody):
             await self._fall_back(None)
             return
         self._reconnects += 1
-        base = self._decoder.retry / 1000 if self._decoder.retry else self._policy.initial_backoff
-        delay = min(self._policy.max_backoff, base * 2 ** (self._reconnects - 1))
-        await self._client._sleep(delay * (0.5 + random.random() / 2))
+        policy, retry = self._policy, self._decoder.retry
+        delay = backoff(
+            self._reconnects,
+            initial=policy.initial_backoff,
+            cap=policy.max_backoff,
+            server_delay=None if retry is None else retry / 1000,
+        )
+        await self._session.sleep(delay)
         await self._connect()
 
     def _output(self, event: ServerSentEvent) -> None:
         self._outputs += 1
         if self._file_stream or is_file_url(event.data):
-            event = attrs.evolve(event, file=FileOutput(event.data, self._client._transport))
+            event = attrs.evolve(event, file=FileOutput(event.data, self._session))
         self._queue.append(event)
 
     def _handle(self, event: ServerSentEvent) -> None:
@@ -230,7 +235,7 @@ class PredictionStream(HoldsBody):
         assert self.prediction is not None
         self._close_body()
         try:
-            final = await self._client.predictions.wait(self.prediction)
+            final = await wait_for(self._session, self.prediction)
         except APIError:
             if cause is not None:
                 raise cause from None

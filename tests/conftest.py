@@ -31,5 +31,5 @@ async def client(emulator: Emulator) -> AsyncIterator[AsyncReplicate]:
     ) as c:
         yield c
         # Every test leaves the pool with nothing checked out: no leaked connection.
-        in_use, _ = c._transport.connector_stats()
+        in_use, _ = c._session.transport.connector_stats()
         assert in_use == 0, f"{in_use} connections still in use at the end of the test"

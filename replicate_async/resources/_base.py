@@ -1,33 +1,27 @@
-"""What every resource shares: the client it calls, and paging through a list endpoint."""
+"""What every resource shares: the session it calls, and (for creates) the one create path."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from .._create import Creator
+from .._session import Session
 
-from ..pagination import AsyncPager
-from ..types import Page
-
-if TYPE_CHECKING:
-    from ..client import AsyncReplicate
-
-T = TypeVar("T")
+__all__ = ["CreatingResource", "Resource"]
 
 
 class Resource:
-    """A thin area of the API: methods build a path, call the client, structure the reply."""
+    """A thin area of the API: methods build a path, call the session, structure the reply."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_session",)
 
-    def __init__(self, client: AsyncReplicate) -> None:
-        self._client = client
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
-    def _pager(
-        self, path: str, item: type[T], params: dict[str, Any] | None = None
-    ) -> AsyncPager[T]:
-        async def fetch(url: str | None) -> Page[T]:
-            if url is None:
-                return await self._client.request_json("GET", path, Page[item], params=params)  # type: ignore[valid-type]
-            # ``next`` is an absolute URL carrying its own cursor (and our filters).
-            return await self._client.request_json("GET", url, Page[item])  # type: ignore[valid-type]
 
-        return AsyncPager(fetch)
+class CreatingResource(Resource):
+    """A resource that starts predictions or trainings, through the one create path."""
+
+    __slots__ = ("_creator",)
+
+    def __init__(self, session: Session, creator: Creator) -> None:
+        super().__init__(session)
+        self._creator = creator

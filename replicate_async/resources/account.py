@@ -15,4 +15,4 @@ class Account(Resource):
 
     async def get(self) -> AccountType:
         """The account the API token belongs to."""
-        return await self._client.request_json("GET", "/account", AccountType)
+        return await self._session.request_json("GET", "/account", AccountType)

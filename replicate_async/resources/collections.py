@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from ..pagination import AsyncPager
+from ..pagination import AsyncPager, list_pages
 from ..types import Collection
 from ._base import Resource
 
@@ -18,8 +18,8 @@ class Collections(Resource):
 
     async def get(self, slug: str) -> Collection:
         """One collection with its models."""
-        return await self._client.request_json("GET", f"/collections/{quote(slug)}", Collection)
+        return await self._session.request_json("GET", f"/collections/{quote(slug)}", Collection)
 
     def list(self) -> AsyncPager[Collection]:
         """All collections (without their models)."""
-        return self._pager("/collections", Collection)
+        return list_pages(self._session, "/collections", Collection)

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import timedelta
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ..pagination import AsyncPager
-from ..refs import deployment_target, split_owner_name
+from .._create import Creator
+from .._session import Session
+from ..pagination import AsyncPager, list_pages
+from ..protocol.creates import CreateOptions
+from ..protocol.refs import deployment_target, split_owner_name
 from ..types import Deployment, Prediction
-from ._base import Resource
+from ._base import CreatingResource, Resource
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..protocol.creates import CreateArgs
 
 __all__ = ["DeploymentPredictions", "Deployments"]
 
 
-class DeploymentPredictions(Resource):
+class DeploymentPredictions(CreatingResource):
     """``client.deployments.predictions``: run a deployment."""
 
     __slots__ = ()
@@ -25,24 +32,13 @@ class DeploymentPredictions(Resource):
         deployment: str,
         input: Mapping[str, Any] | None = None,
         *,
-        webhook: str | None = None,
-        webhook_events_filter: Iterable[str] | None = None,
         stream: bool | None = None,
-        wait: bool | float = False,
-        cancel_after: str | float | timedelta | None = None,
-        file_encoding: str = "upload",
+        **options: Unpack[CreateArgs],
     ) -> Prediction:
-        """Create a prediction on ``owner/name``'s current release."""
-        return await self._client.predictions._create_target(
-            deployment_target(deployment),
-            input,
-            webhook=webhook,
-            webhook_events_filter=webhook_events_filter,
-            stream=stream,
-            wait=wait,
-            cancel_after=cancel_after,
-            file_encoding=file_encoding,
-        )
+        """Create a prediction on ``owner/name``'s current release (options as in run())."""
+        target = deployment_target(deployment)
+        create = CreateOptions(input=input, stream=stream, **options)
+        return await self._creator.create(target, create, Prediction)
 
 
 class Deployments(Resource):
@@ -50,17 +46,17 @@ class Deployments(Resource):
 
     __slots__ = ("predictions",)
 
-    def __init__(self, client: Any) -> None:
-        super().__init__(client)
-        self.predictions = DeploymentPredictions(client)
+    def __init__(self, session: Session, creator: Creator) -> None:
+        super().__init__(session)
+        self.predictions = DeploymentPredictions(session, creator)
 
     async def get(self, deployment: str) -> Deployment:
         """One deployment and its current release."""
         owner, name = split_owner_name(deployment, "deployment")
-        return await self._client.request_json(
+        return await self._session.request_json(
             "GET", f"/deployments/{quote(owner)}/{quote(name)}", Deployment
         )
 
     def list(self) -> AsyncPager[Deployment]:
         """Your deployments, a page at a time."""
-        return self._pager("/deployments", Deployment)
+        return list_pages(self._session, "/deployments", Deployment)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from .._transport import FormField
-from ..errors import PayloadTooLargeError
-from ..files import MAX_UPLOAD_SIZE, FileInput, as_file_input
-from ..pagination import AsyncPager
+from ..files import FileInput, as_file_input, upload_file
+from ..pagination import AsyncPager, list_pages
 from ..types import File
 from ._base import Resource
 
@@ -55,33 +52,18 @@ class Files(Resource):
         metadata: Mapping[str, Any] | None = None,
     ) -> File:
         """Upload a :class:`FileInput` (what :meth:`create` and file inputs use)."""
-        if file.size > MAX_UPLOAD_SIZE:
-            raise PayloadTooLargeError(
-                f"{file.name!r} is {file.size / 1e6:.1f} MB; Replicate takes files up to "
-                f"{MAX_UPLOAD_SIZE // (1024 * 1024)} MB. Nothing was sent."
-            )
-        name = filename or file.name
-        kind = content_type or file.content_type
-        meta = json.dumps(dict(metadata or {}))
-
-        async def form() -> list[FormField]:
-            return [
-                FormField("content", await file.body(), filename=name, content_type=kind),
-                FormField("filename", name),
-                FormField("type", kind),
-                FormField("metadata", meta),
-            ]
-
-        return await self._client.request_json("POST", "/files", File, multipart=form)
+        return await upload_file(
+            self._session, file, filename=filename, content_type=content_type, metadata=metadata
+        )
 
     async def get(self, file_id: str) -> File:
         """One file's details."""
-        return await self._client.request_json("GET", f"/files/{quote(file_id)}", File)
+        return await self._session.request_json("GET", f"/files/{quote(file_id)}", File)
 
     def list(self) -> AsyncPager[File]:
         """Your files, newest first."""
-        return self._pager("/files", File)
+        return list_pages(self._session, "/files", File)
 
     async def delete(self, file_id: str) -> None:
         """Delete a file now rather than when it expires."""
-        await self._client.request("DELETE", f"/files/{quote(file_id)}")
+        await self._session.request("DELETE", f"/files/{quote(file_id)}")

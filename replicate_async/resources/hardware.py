@@ -15,4 +15,4 @@ class Hardware(Resource):
 
     async def list(self) -> list[HardwareType]:
         """Every SKU, as a plain list: the API returns one array, not pages."""
-        return await self._client.request_json("GET", "/hardware", list[HardwareType])
+        return await self._session.request_json("GET", "/hardware", list[HardwareType])

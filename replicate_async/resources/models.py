@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import timedelta
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ..pagination import AsyncPager
-from ..refs import model_target, split_owner_name
-from ..types import Model, Page, Prediction, Version
-from ._base import Resource
+from .._create import Creator
+from .._session import Session
+from ..pagination import AsyncPager, list_pages
+from ..protocol.creates import CreateOptions
+from ..protocol.refs import model_target, split_owner_name
+from ..types import Model, Prediction, Version
+from ._base import CreatingResource, Resource
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..protocol.creates import CreateArgs
 
 __all__ = ["ModelPredictions", "Models", "Versions"]
 
@@ -27,16 +34,16 @@ class Versions(Resource):
 
     def list(self, model: str) -> AsyncPager[Version]:
         """A model's versions, newest first."""
-        return self._pager(f"{_path(model)}/versions", Version)
+        return list_pages(self._session, f"{_path(model)}/versions", Version)
 
     async def get(self, model: str, version_id: str) -> Version:
         """One version, with its OpenAPI schema."""
-        return await self._client.request_json(
+        return await self._session.request_json(
             "GET", f"{_path(model)}/versions/{quote(version_id)}", Version
         )
 
 
-class ModelPredictions(Resource):
+class ModelPredictions(CreatingResource):
     """``client.models.predictions``: run an official model without naming a version."""
 
     __slots__ = ()
@@ -46,24 +53,13 @@ class ModelPredictions(Resource):
         model: str,
         input: Mapping[str, Any] | None = None,
         *,
-        webhook: str | None = None,
-        webhook_events_filter: Iterable[str] | None = None,
         stream: bool | None = None,
-        wait: bool | float = False,
-        cancel_after: str | float | timedelta | None = None,
-        file_encoding: str = "upload",
+        **options: Unpack[CreateArgs],
     ) -> Prediction:
         """Create a prediction of ``owner/name`` (``POST /models/{owner}/{name}/predictions``)."""
-        return await self._client.predictions._create_target(
-            model_target(model),
-            input,
-            webhook=webhook,
-            webhook_events_filter=webhook_events_filter,
-            stream=stream,
-            wait=wait,
-            cancel_after=cancel_after,
-            file_encoding=file_encoding,
-        )
+        target = model_target(model)
+        create = CreateOptions(input=input, stream=stream, **options)
+        return await self._creator.create(target, create, Prediction)
 
 
 class Models(Resource):
@@ -71,34 +67,21 @@ class Models(Resource):
 
     __slots__ = ("predictions", "versions")
 
-    def __init__(self, client: Any) -> None:
-        super().__init__(client)
-        self.versions = Versions(client)
-        self.predictions = ModelPredictions(client)
+    def __init__(self, session: Session, creator: Creator) -> None:
+        super().__init__(session)
+        self.versions = Versions(session)
+        self.predictions = ModelPredictions(session, creator)
 
     async def get(self, model: str) -> Model:
         """One model, with its latest version and default example."""
-        return await self._client.request_json("GET", _path(model), Model)
+        return await self._session.request_json("GET", _path(model), Model)
 
     def list(self) -> AsyncPager[Model]:
         """All public models (and yours), a page at a time."""
-        return self._pager("/models", Model)
+        return list_pages(self._session, "/models", Model)
 
     def search(self, query: str) -> AsyncPager[Model]:
         """Models matching ``query`` (``QUERY /models`` with a plain-text body)."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("search needs a non-empty query string")
-        client = self._client
-
-        async def fetch(url: str | None) -> Page[Model]:
-            if url is None:
-                return await client.request_json(
-                    "QUERY",
-                    "/models",
-                    Page[Model],
-                    content=query.encode(),
-                    content_type="text/plain",
-                )
-            return await client.request_json("GET", url, Page[Model])
-
-        return AsyncPager(fetch)
+        return list_pages(self._session, "/models", Model, query=query)

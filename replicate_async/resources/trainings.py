@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote
 
-from ..pagination import AsyncPager
-from ..refs import split_owner_name
+from ..pagination import AsyncPager, list_pages
+from ..protocol.creates import CreateOptions
+from ..protocol.refs import job_id, training_target
 from ..types import Training
-from ._base import Resource
-from .predictions import encode_input
+from ._base import CreatingResource
 
 __all__ = ["Trainings"]
 
 
-class Trainings(Resource):
+class Trainings(CreatingResource):
     """Trainings: create, get, cancel and list them."""
 
     __slots__ = ()
@@ -29,27 +28,30 @@ class Trainings(Resource):
         input: Mapping[str, Any] | None = None,
         webhook: str | None = None,
         webhook_events_filter: Iterable[str] | None = None,
+        file_encoding: str = "upload",
     ) -> Training:
-        """Train ``model`` at ``version`` into ``destination`` (``owner/name``)."""
-        owner, name = split_owner_name(model)
-        split_owner_name(destination, "destination")
-        body: dict[str, Any] = {"destination": destination, "input": encode_input(input)}
-        if webhook is not None:
-            body["webhook"] = webhook
-        if webhook_events_filter is not None:
-            body["webhook_events_filter"] = list(webhook_events_filter)
-        path = f"/models/{quote(owner)}/{quote(name)}/versions/{quote(version)}/trainings"
-        # Trainings are not among the three prediction-create endpoints: the general limit.
-        return await self._client.request_json("POST", path, Training, json_body=body)
+        """Train ``model`` at ``version`` into ``destination`` (``owner/name``).
 
-    async def get(self, id: str) -> Training:
+        The input is checked and its files uploaded as for predictions; trainings count
+        against the general rate limit, not the create limit.
+        """
+        target = training_target(model, version, destination)
+        options = CreateOptions(
+            input=input,
+            webhook=webhook,
+            webhook_events_filter=webhook_events_filter,
+            file_encoding=file_encoding,
+        )
+        return await self._creator.create(target, options, Training)
+
+    async def get(self, id: Training | str) -> Training:
         """The current state of a training."""
-        return await self._client.request_json("GET", f"/trainings/{quote(id)}", Training)
+        return await self._session.request_json("GET", f"/trainings/{job_id(id)}", Training)
 
-    async def cancel(self, id: str) -> Training:
+    async def cancel(self, id: Training | str) -> Training:
         """Stop a training."""
-        return await self._client.request_json("POST", f"/trainings/{quote(id)}/cancel", Training)
+        return await self._session.request_json("POST", f"/trainings/{job_id(id)}/cancel", Training)
 
     def list(self) -> AsyncPager[Training]:
         """Your trainings, newest first."""
-        return self._pager("/trainings", Training)
+        return list_pages(self._session, "/trainings", Training)

@@ -15,4 +15,4 @@ class Webhooks(Resource):
 
     async def default_secret(self) -> WebhookSecret:
         """The default signing secret (``.key`` is ``whsec_...``)."""
-        return await self._client.request_json("GET", "/webhooks/default/secret", WebhookSecret)
+        return await self._session.request_json("GET", "/webhooks/default/secret", WebhookSecret)

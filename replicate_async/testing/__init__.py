@@ -17,10 +17,16 @@ from typing import Any
 from aiohttp import web
 
 from .._aiter import AsyncClosing
-from ._app import ApiState, Fault, StreamFault, build_api_app, build_stream_app
+from ._api import build_api_app
 from ._builtin import builtin_models
-from ._files import UploadStore, build_delivery_app
+from ._delivery import build_delivery_app
+from ._http import State
 from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
+from ._limits import ServerLimits
+from ._outputs import OutputStore
+from ._state import DeliverySettings, EmulatorConfig, Fault, Faults, Hosts, Traffic
+from ._stream import build_stream_app
+from ._uploads import UploadStore
 
 __all__ = ["Emulator", "Fault", "ModelSpec", "RunContext"]
 
@@ -62,18 +68,8 @@ class Emulator(AsyncClosing):
         self.token = token or "r8_emulator_" + secrets.token_hex(16)
         self.host = host
         self._port = port
-        self._store = JobStore(
+        self.config = EmulatorConfig(
             start_delay=start_delay,
-            delivery_url=lambda: self.delivery_url,
-            stream_url=lambda: self.stream_url,
-        )
-        for spec in builtin_models():
-            self._store.add_model(spec)
-        self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        self._state = ApiState(
-            webhook_secret=self.webhook_secret,
-            store=self._store,
-            tokens={self.token},
             page_size=page_size,
             create_per_minute=create_per_minute,
             other_per_minute=other_per_minute,
@@ -82,13 +78,31 @@ class Emulator(AsyncClosing):
             enforce_limits=enforce_limits,
             low_credit=low_credit,
             stream_idle_timeout=stream_idle_timeout,
-            uploads=UploadStore(max_file_size),
+            max_file_size=max_file_size,
         )
-        self._store.uploads = self._state.uploads
+        self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        hosts = Hosts()
+        uploads = UploadStore(max_file_size)
+        outputs = OutputStore(hosts)
+        self._jobs = JobStore(
+            start_delay=start_delay, hosts=hosts, outputs=outputs, uploads=uploads
+        )
+        for spec in builtin_models():
+            self._jobs.add_model(spec)
+        self._state = State(
+            config=self.config,
+            hosts=hosts,
+            tokens={self.token},
+            webhook_secret=self.webhook_secret,
+            limits=ServerLimits(self.config),
+            jobs=self._jobs,
+            uploads=uploads,
+            outputs=outputs,
+            traffic=Traffic(),
+            faults=Faults(),
+            delivery=DeliverySettings(),
+        )
         self._runners: list[web.AppRunner] = []
-        self._url: str | None = None
-        self._delivery_url: str | None = None
-        self._stream_url: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -96,12 +110,10 @@ class Emulator(AsyncClosing):
         """Start listening (the API and the delivery host, each on its own port)."""
         if self._runners:
             return self
-        api = build_api_app(self._state)
-        delivery = build_delivery_app(self._state)
-        self._url = f"http://{self.host}:{await self._serve(api, self._port)}/v1"
-        self._delivery_url = f"http://{self.host}:{await self._serve(delivery, 0)}"
-        stream = build_stream_app(self._state)
-        self._stream_url = f"http://{self.host}:{await self._serve(stream, 0)}"
+        hosts, state = self._state.hosts, self._state
+        hosts.api = f"http://{self.host}:{await self._serve(build_api_app(state), self._port)}/v1"
+        hosts.delivery = f"http://{self.host}:{await self._serve(build_delivery_app(state), 0)}"
+        hosts.stream = f"http://{self.host}:{await self._serve(build_stream_app(state), 0)}"
         return self
 
     async def _serve(self, app: web.Application, port: int) -> int:
@@ -114,7 +126,7 @@ class Emulator(AsyncClosing):
 
     async def stop(self) -> None:
         """Stop running predictions and close every listener and connection."""
-        await self._store.close()
+        await self._jobs.close()
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()
@@ -130,7 +142,7 @@ class Emulator(AsyncClosing):
     @property
     def url(self) -> str:
         """The API base URL, including ``/v1``."""
-        return _started(self._url)
+        return self._state.hosts.api_url
 
     @property
     def root_url(self) -> str:
@@ -140,12 +152,12 @@ class Emulator(AsyncClosing):
     @property
     def stream_url(self) -> str:
         """The streaming host's root (another origin, as ``stream.replicate.com`` is)."""
-        return _started(self._stream_url)
+        return self._state.hosts.stream_url
 
     @property
     def delivery_url(self) -> str:
         """Where output files are served (another port: another origin, as on Replicate)."""
-        return _started(self._delivery_url)
+        return self._state.hosts.delivery_url
 
     # -- models ------------------------------------------------------------------------
 
@@ -179,7 +191,7 @@ class Emulator(AsyncClosing):
             streams=streams,
             files=files,
         )
-        return self._store.add_model(spec)
+        return self._jobs.add_model(spec)
 
     def model(self, ref: str, **kwargs: Any) -> Callable[[ModelFunction], ModelFunction]:
         """Decorator form of :meth:`add_model`."""
@@ -192,40 +204,68 @@ class Emulator(AsyncClosing):
 
     def add_deployment(self, ref: str, model: str) -> None:
         """Serve deployment ``owner/name`` running the (registered) ``model``."""
-        spec = self._store.models.get(model)
+        spec = self._jobs.models.get(model)
         if spec is None:
             raise ValueError(f"unknown model {model!r}: register it first")
-        self._store.deployments[ref] = spec
+        self._jobs.deployments[ref] = spec
 
     def add_token(self, token: str) -> None:
         """Accept another API token (its predictions are separate, as on Replicate)."""
         self._state.tokens.add(token)
 
-    # -- inspection and faults ----------------------------------------------------------
+    # -- inspection ---------------------------------------------------------------------
+
+    @property
+    def models(self) -> list[str]:
+        """The refs of every model it serves (``owner/name``)."""
+        return sorted(self._jobs.models)
 
     @property
     def requests(self) -> Counter[tuple[str, str]]:
         """Requests seen, by (method, route), e.g. ``("GET", "/predictions/{id}")``."""
-        return self._state.requests
+        return self._state.traffic.requests
 
     def count(self, method: str, route: str) -> int:
         """How many requests matched ``method`` and ``route`` (a route template)."""
-        return self._state.requests[(method.upper(), route)]
+        return self._state.traffic.requests[(method.upper(), route)]
+
+    def count_status(self, status: int, method: str | None = None, route: str | None = None) -> int:
+        """How many replies had ``status`` (optionally only for one method and route)."""
+        return sum(
+            n
+            for (m, r, s), n in self._state.traffic.statuses.items()
+            if s == status and method in (None, m) and route in (None, r)
+        )
 
     @property
     def predictions(self) -> dict[str, Job]:
         """Every prediction and training the emulator holds, by id (read-only use)."""
-        return self._store.jobs
+        return self._jobs.jobs
 
     @property
     def delivery_requests(self) -> list[dict[str, str]]:
         """Headers of every request the delivery host received."""
-        return self._state.delivery_headers
+        return self._state.traffic.delivery
+
+    @property
+    def stream_requests(self) -> list[dict[str, str]]:
+        """Headers of every request the streaming host received."""
+        return self._state.traffic.stream
+
+    @property
+    def uploads(self) -> dict[str, Any]:
+        """Files uploaded through ``POST /v1/files``, by id (read-only use)."""
+        return dict(self._state.uploads.files)
+
+    # -- faults -------------------------------------------------------------------------
 
     def inject(self, fault: Fault) -> None:
-        """Make the next matching request(s) fail (see :class:`Fault`)."""
-        fault.method = fault.method.upper()
-        self._state.faults.append(fault)
+        """Make the next matching request(s) fail (see :class:`Fault`).
+
+        The one mechanism behind every helper below, for the API, the stream host and
+        the delivery host.
+        """
+        self._state.faults.add(fault)
 
     def fail_next(
         self,
@@ -254,13 +294,9 @@ class Emulator(AsyncClosing):
         """Hold the next matching request(s) ``seconds`` before handling them."""
         self.inject(Fault(method=method, route=route, times=times, delay=seconds))
 
-    def count_status(self, status: int, method: str | None = None, route: str | None = None) -> int:
-        """How many replies had ``status`` (optionally only for one method and route)."""
-        return sum(
-            n
-            for (m, r, s), n in self._state.statuses.items()
-            if s == status and method in (None, m) and route in (None, r)
-        )
+    def reset_next(self, method: str, route: str, *, times: int = 1) -> None:
+        """Handle the next matching request(s), then drop the connection with no reply."""
+        self.inject(Fault(method=method, route=route, times=times, reset_after=True))
 
     def drop_stream_after(self, events: int, *, resumable: bool = True, times: int = 1) -> None:
         """Cut the next ``times`` stream connections after ``events`` events.
@@ -269,43 +305,21 @@ class Emulator(AsyncClosing):
         ``resumable=False`` the stream is gone after the cut (reconnections get 404), as
         when a stream expires: the client has to fall back on the prediction's output.
         """
-        self._state.stream_faults.append(
-            StreamFault(after=events, resumable=resumable, times=times)
-        )
-
-    @property
-    def stream_requests(self) -> list[dict[str, str]]:
-        """Headers of every request the streaming host received."""
-        return self._state.stream_requests
+        self.inject(Fault(host="stream", times=times, cut_after=events, gone=not resumable))
 
     def cut_downloads_after(self, nbytes: int, *, times: int = 1) -> None:
         """Drop the next ``times`` output downloads after ``nbytes`` bytes of body."""
-        self._state.delivery_faults.cuts.extend([nbytes] * times)
+        self.inject(Fault(host="delivery", times=times, cut_after=nbytes))
 
     @property
     def delivery_ranges(self) -> bool:
         """Whether the delivery host honours ``Range`` (set False: it answers 200 whole)."""
-        return not self._state.delivery_faults.ignore_ranges
+        return self._state.delivery.ranges
 
     @delivery_ranges.setter
     def delivery_ranges(self, value: bool) -> None:
-        self._state.delivery_faults.ignore_ranges = not value
+        self._state.delivery.ranges = value
 
     def expire_outputs(self) -> None:
         """Make every output file 404, as an hour after its prediction."""
-        self._state.delivery_faults.expired = True
-
-    @property
-    def uploads(self) -> dict[str, Any]:
-        """Files uploaded through ``POST /v1/files``, by id (read-only use)."""
-        return dict(self._state.uploads.files)
-
-    def reset_next(self, method: str, route: str, *, times: int = 1) -> None:
-        """Handle the next matching request(s), then drop the connection with no reply."""
-        self.inject(Fault(method=method, route=route, times=times, reset_after=True))
-
-
-def _started(url: str | None) -> str:
-    if url is None:
-        raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
-    return url
+        self._state.delivery.expired = True

@@ -26,7 +26,7 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"  export REPLICATE_BASE_URL={emu.url}")
         print(f"  request counts: curl {emu.root_url}/_emulator/stats")
         print(f"  export REPLICATE_API_TOKEN={emu.token}")
-        print("Models: " + ", ".join(sorted(emu._store.models)))
+        print("Models: " + ", ".join(emu.models))
         print("Ctrl-C to stop.", flush=True)
         await asyncio.Event().wait()
 

@@ -21,6 +21,11 @@ from typing import Any
 
 import attrs
 
+from ._outputs import OutputStore
+from ._state import Hosts
+from ._uploads import UploadStore, file_digest
+from ._wire import decode_data_uri, format_time, new_id
+
 __all__ = ["InputError", "Job", "JobStore", "ModelFunction", "ModelSpec", "RunContext"]
 
 #: A model: ``fn(input, ctx)``, sync or async, returning the output (JSON-able).
@@ -43,7 +48,7 @@ def _now() -> datetime:
 
 def timestamp(value: datetime | None) -> str | None:
     """Format like the API: microseconds and a ``Z``."""
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if value is None else format_time(value)
 
 
 def version_id_for(ref: str) -> str:
@@ -169,7 +174,7 @@ class RunContext:
 
         The bytes are generated when downloaded, never held in memory.
         """
-        return self._store.publish_file(name, size, seed=seed, content_type=content_type)
+        return self._store.outputs.publish(name, size, seed=seed, content_type=content_type)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep (cancellable, like a real model being stopped)."""
@@ -184,14 +189,10 @@ class RunContext:
         if not isinstance(value, str):
             return None
         if value.startswith("data:"):
-            from ..files import decode_data_uri
-
-            data = decode_data_uri(value)[1]
+            data = decode_data_uri(value)
             return len(data), hashlib.sha256(data).hexdigest()
-        upload = self._store.uploads.resolve(value) if self._store.uploads else None
+        upload = self._store.uploads.resolve(value)
         if upload is not None:
-            from ._files import file_digest
-
             return await asyncio.to_thread(file_digest, upload.path)
         return None
 
@@ -290,36 +291,21 @@ class Job:
         return data
 
 
-@attrs.define(kw_only=True)
-class PublishedFile:
-    """A file on the delivery host: its bytes are a function of (seed, size)."""
-
-    name: str
-    size: int
-    seed: int
-    content_type: str
-
-
 class JobStore:
     """Every prediction and training, the models, and the lifecycle tasks."""
 
     def __init__(
-        self,
-        *,
-        start_delay: float,
-        delivery_url: Callable[[], str],
-        stream_url: Callable[[], str],
+        self, *, start_delay: float, hosts: Hosts, outputs: OutputStore, uploads: UploadStore
     ) -> None:
         self.start_delay = start_delay
         self.models: dict[str, ModelSpec] = {}
         self.by_version: dict[str, ModelSpec] = {}
         self.deployments: dict[str, ModelSpec] = {}
         self.jobs: dict[str, Job] = {}
-        self.files: dict[str, PublishedFile] = {}
-        self._delivery_url = delivery_url
-        self._stream_url = stream_url
         self.streams: dict[str, Job] = {}
-        self.uploads: Any = None  # the emulator's UploadStore, set when it is built
+        self.outputs = outputs
+        self.uploads = uploads
+        self._hosts = hosts
         self._seq = 0
 
     def add_model(self, spec: ModelSpec) -> ModelSpec:
@@ -328,26 +314,15 @@ class JobStore:
         self.by_version[spec.version] = spec
         return spec
 
-    def publish_file(self, name: str, size: int, *, seed: int | None, content_type: str) -> str:
-        """Register a generated file and return its delivery URL."""
-        key = secrets.token_urlsafe(12)
-        self.files[key] = PublishedFile(
-            name=name,
-            size=size,
-            seed=seed if seed is not None else len(self.files),
-            content_type=content_type,
-        )
-        return f"{self._delivery_url()}/{key}/{name}"
-
     def new_job(self, **kwargs: Any) -> Job:
         """Create a job and start its lifecycle."""
         self._seq += 1
-        job = Job(id=_new_id(), seq=self._seq, **kwargs)
+        job = Job(id=new_id(), seq=self._seq, **kwargs)
         self.jobs[job.id] = job
         if job.stream:
             key = secrets.token_urlsafe(16)
             kind = "files" if job.model.files else "streams"
-            job.stream_url = f"{self._stream_url()}/v1/{kind}/{key}"
+            job.stream_url = f"{self._hosts.stream_url}/v1/{kind}/{key}"
             self.streams[key] = job
         job.task = asyncio.get_running_loop().create_task(self._run(job))
         return job
@@ -422,9 +397,3 @@ class JobStore:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _new_id() -> str:
-    # Replicate ids are 26 lowercase base32 characters.
-    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-    return "".join(secrets.choice(alphabet) for _ in range(26))

@@ -38,7 +38,7 @@ async def test_user_session_is_used_but_not_closed(emulator: Emulator) -> None:
 async def test_aclose_is_idempotent_and_closes_the_pool(emulator: Emulator) -> None:
     c = AsyncReplicate(api_token=emulator.token, base_url=emulator.url)
     await c.run("emulator/echo", input={"text": "x"})
-    session = c._transport._session
+    session = c._session.transport._session
     assert session is not None
     await c.aclose()
     await c.aclose()
@@ -51,7 +51,7 @@ async def test_connections_are_reused_and_released(emulator: Emulator) -> None:
     ) as c:
         for i in range(10):
             await c.run("emulator/echo", input={"text": str(i)})
-        in_use, idle = c._transport.connector_stats()
+        in_use, idle = c._session.transport.connector_stats()
         assert in_use == 0 and 1 <= idle <= 4
 
 
@@ -61,9 +61,9 @@ async def test_breaking_out_of_a_download_releases_the_connection(client: AsyncR
     )
     chunks = image.__aiter__()
     await chunks.__anext__()
-    assert client._transport.connector_stats()[0] == 1
+    assert client._session.transport.connector_stats()[0] == 1
     await chunks.aclose()  # what `break` does once the iterator is dropped
-    assert client._transport.connector_stats()[0] == 0
+    assert client._session.transport.connector_stats()[0] == 0
 
 
 async def test_token_never_appears_anywhere(

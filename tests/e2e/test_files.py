@@ -14,7 +14,7 @@ import pytest
 from replicate_async import AsyncReplicate, FileOutput
 from replicate_async import errors as e
 from replicate_async.testing import Emulator
-from replicate_async.testing._files import pattern_chunks
+from replicate_async.testing._outputs import pattern_chunks
 
 
 def sha(data: bytes) -> str:
@@ -225,7 +225,7 @@ async def test_break_out_of_a_download_releases_the_connection(client: AsyncRepl
     assert isinstance(image, FileOutput)
     async for _ in image.chunks(64 * 1024):
         break
-    assert client._transport.connector_stats()[0] == 0
+    assert client._session.transport.connector_stats()[0] == 0
 
 
 async def test_a_big_output_streams_in_bounded_chunks(client: AsyncReplicate) -> None:

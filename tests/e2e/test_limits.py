@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from replicate_async import AsyncReplicate, RateLimits, RetryPolicy, Timeouts
+from replicate_async import AsyncReplicate, RateLimiter, RateLimits, RetryPolicy, Timeouts
 from replicate_async.errors import CreateOutcomeUnknownError
 from replicate_async.testing import Emulator
 from tests.conftest import FAST_POLLING
@@ -62,15 +62,15 @@ async def test_a_server_with_a_lower_limit_converges_without_errors() -> None:
 
 async def test_a_limit_stated_by_the_server_is_adopted() -> None:
     """The low-credit 429 says the limit: 6/min with a burst of 1, here scaled to 2/s."""
+    limiter = RateLimiter()
     async with (
         Emulator(
             enforce_limits=True, create_per_minute=120, create_burst=1, low_credit=True
         ) as emu,
-        AsyncReplicate(api_token=emu.token, base_url=emu.url) as client,
+        AsyncReplicate(api_token=emu.token, base_url=emu.url, limiter=limiter) as client,
     ):
         ids = await create_many(client, 6)
-        bucket = client._limiter.create
-        assert bucket.rate == pytest.approx(2.0)
+        assert limiter.create.bucket.rate == pytest.approx(2.0)
     assert len(set(ids)) == 6
     assert emu.count_status(429) <= 2
 

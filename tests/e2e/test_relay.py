@@ -15,7 +15,7 @@ from aiohttp import web
 
 from examples.relay_server import create_app
 from replicate_async import AsyncReplicate
-from replicate_async.sse import SSEDecoder
+from replicate_async.protocol.sse import SSEDecoder
 from replicate_async.testing import Emulator
 
 EXPECTED = "".join(f"token{i} " for i in range(40))

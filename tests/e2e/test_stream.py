@@ -9,7 +9,7 @@ import pytest
 
 from replicate_async import AsyncReplicate, PredictionCanceled, PredictionFailed
 from replicate_async.errors import ValidationError
-from replicate_async.sse import ServerSentEvent
+from replicate_async.protocol.sse import ServerSentEvent
 from replicate_async.testing import Emulator, RunContext
 
 TOKENS = [f"token{i} " for i in range(8)]
@@ -72,7 +72,7 @@ async def test_an_error_event_raises_after_the_events_before_it(
     assert got == ["one ", "two "]
     assert info.value.prediction.status == "failed"
     assert info.value.prediction.error == "ran out of memory"
-    assert client._transport.connector_stats()[0] == 0
+    assert client._session.transport.connector_stats()[0] == 0
 
 
 async def test_a_canceled_prediction_ends_the_stream_with_an_error(
@@ -123,20 +123,20 @@ async def test_a_prediction_created_without_stream_says_how_to_fix_it(
 async def test_break_releases_the_connection_at_once(client: AsyncReplicate) -> None:
     async for _ in client.stream("emulator/stream", input={"tokens": 50, "delay": 0.02}):
         break
-    assert client._transport.connector_stats()[0] == 0
+    assert client._session.transport.connector_stats()[0] == 0
 
 
 async def test_aclose_and_async_with_release_the_connection(client: AsyncReplicate) -> None:
     stream = client.stream("emulator/stream", input={"tokens": 50, "delay": 0.02})
     await stream.__anext__()
-    assert client._transport.connector_stats()[0] == 1
+    assert client._session.transport.connector_stats()[0] == 1
     await stream.aclose()
-    assert client._transport.connector_stats()[0] == 0
+    assert client._session.transport.connector_stats()[0] == 0
     with pytest.raises(StopAsyncIteration):
         await stream.__anext__()
     async with client.stream("emulator/stream", input={"tokens": 50, "delay": 0.02}) as s:
         await s.__anext__()
-    assert client._transport.connector_stats()[0] == 0
+    assert client._session.transport.connector_stats()[0] == 0
 
 
 async def test_cancelling_the_task_releases_the_connection(client: AsyncReplicate) -> None:
@@ -151,7 +151,7 @@ async def test_cancelling_the_task_releases_the_connection(client: AsyncReplicat
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert client._transport.connector_stats()[0] == 0
+    assert client._session.transport.connector_stats()[0] == 0
 
 
 async def test_a_dropped_connection_resumes_without_loss_or_duplicates(

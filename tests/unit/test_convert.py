@@ -11,7 +11,7 @@ import cattrs
 import pytest
 
 from replicate_async import types as t
-from replicate_async.convert import converter, make_converter, parse_datetime
+from replicate_async.protocol.convert import converter, make_converter, parse_datetime
 from tests.conftest import PAYLOADS
 
 

@@ -1,14 +1,15 @@
-"""Token buckets on a fake clock: arithmetic, adapting to the server, FIFO, cancellation."""
+"""Rate limits on fake time: the pure bucket, the controller, and the FIFO waiter, each alone."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
-from replicate_async.limits import RateLimiter, RateLimits, TokenBucket, parse_stated_limit
-from tests.conftest import PAYLOADS
+from replicate_async import errors as e
+from replicate_async.limiter import Lane, RateLimiter
+from replicate_async.protocol.limits import RateController, RateLimits, TokenBucket
+from replicate_async.protocol.replies import Failure, Outcome, Response
 
 
 class FakeTime:
@@ -27,25 +28,25 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
-def test_defaults_start_with_a_burst_of_one() -> None:
-    create = RateLimits().create_bucket()
-    assert create.rate == pytest.approx(10.0)
-    assert create.max_capacity == pytest.approx(10.0)  # about one second's worth
-    assert create.capacity == 1.0  # slow start
-    other = RateLimits().other_bucket()
-    assert other.rate == pytest.approx(50.0)
-    low = RateLimits(create_per_minute=6, burst=1).create_bucket()
-    assert low.max_capacity == 1
-    assert low.rate == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="create_per_minute"):
-        RateLimits(create_per_minute=0)
-    with pytest.raises(ValueError, match="burst"):
-        RateLimits(burst=-1)
+def ok(remaining: float | None = None) -> Outcome:
+    return Outcome(Response(200, None, {}, b"{}", "GET", "u"), remaining=remaining)
+
+
+def throttled(
+    delay: float | None = None, stated: tuple[float, float | None] | None = None
+) -> Outcome:
+    reply = Response(429, None, {}, b"", "POST", "u")
+    error = e.RateLimitError("429", status=429)
+    return Outcome(
+        reply, error, Failure.STATUS, server_delay=delay, stated_limit=stated, may_have_acted=False
+    )
+
+
+# -- the bucket: arithmetic only -------------------------------------------------------------
 
 
 def test_arithmetic() -> None:
-    t = FakeTime()
-    bucket = TokenBucket(rate=2.0, capacity=2.0, clock=t.clock)
+    bucket = TokenBucket(rate=2.0, capacity=2.0)
     assert bucket.take(0.0)
     assert bucket.take(0.0)
     assert not bucket.take(0.0)
@@ -57,107 +58,144 @@ def test_arithmetic() -> None:
     assert not bucket.take(100.0)
 
 
-def test_observe_lowers_to_the_server_count_and_never_raises() -> None:
-    t = FakeTime()
-    bucket = TokenBucket(rate=1.0, capacity=10.0, clock=t.clock)
-    bucket.observe(3)
+def test_a_pause_hands_out_one_token_when_it_ends_not_a_burst() -> None:
+    bucket = TokenBucket(rate=10.0, capacity=8.0)
+    bucket.pause(0.0, 2.0)
+    assert bucket.delay(0.0) == pytest.approx(2.0)
+    assert bucket.available(1.0) == 0.0
+    assert bucket.take(2.0)
+    assert not bucket.take(2.0)
+    assert bucket.take(2.1)
+
+
+def test_lower_never_raises_and_capacity_clamps() -> None:
+    bucket = TokenBucket(rate=1.0, capacity=10.0)
+    bucket.lower(0.0, 3)
+    assert bucket.available(0.0) == 3
+    bucket.lower(0.0, 500)
+    assert bucket.available(0.0) == 3
+    bucket.set_capacity(2.0)
+    assert bucket.available(0.0) == 2
+
+
+# -- the controller: adapting to the server ---------------------------------------------------
+
+
+def controller(rate: float = 10.0, capacity: float = 10.0) -> RateController:
+    return RateController(TokenBucket(rate, capacity), max_capacity=capacity, now=0.0)
+
+
+def test_limits_start_with_a_burst_of_one() -> None:
+    limits = RateLimits()
+    create = RateController.per_minute(limits.per_minute(True), limits.max_burst(True), now=0.0)
+    assert create.bucket.rate == pytest.approx(10.0)
+    assert create.max_capacity == pytest.approx(10.0)  # about one second's worth
+    assert create.bucket.capacity == 1.0  # slow start
+    assert limits.per_minute(False) / 60 == pytest.approx(50.0)
+    low = RateLimits(create_per_minute=6, burst=1)
+    assert low.max_burst(True) == 1 and low.per_minute(True) == 6
+    with pytest.raises(ValueError, match="create_per_minute"):
+        RateLimits(create_per_minute=0)
+    with pytest.raises(ValueError, match="burst"):
+        RateLimits(burst=-1)
+
+
+def test_remaining_lowers_our_tokens_to_the_servers_count() -> None:
+    c = controller(rate=1.0)
+    c.feedback(ok(remaining=3), 0.0)
     for _ in range(3):
-        assert bucket.take(0.0)
-    assert not bucket.take(0.0)
-    bucket.observe(500)
-    assert not bucket.take(0.0)
+        assert c.bucket.take(0.0)
+    assert not c.bucket.take(0.0)
+    c.feedback(ok(remaining=500), 0.0)
+    assert not c.bucket.take(0.0)
 
 
 def test_the_servers_last_token_slows_us_before_a_429() -> None:
-    t = FakeTime()
-    bucket = TokenBucket(rate=10.0, capacity=10.0, clock=t.clock)
-    bucket.observe(3)
-    bucket.observe(1)  # falling to its last token
-    assert bucket.rate == pytest.approx(7.5)
-    bucket.observe(0)  # the same news from a reply in flight with it: no second cut
-    assert bucket.rate == pytest.approx(7.5)
-    t.now = 1.0
-    bucket.observe(0)  # steady at 0: a server without burst, and we are at its pace
-    assert bucket.rate == pytest.approx(7.5)
-    bucket.observe(2)
-    t.now = 2.0
-    bucket.observe(1)
-    assert bucket.rate == pytest.approx(7.5 * 0.75)
+    c = controller()
+    c.observe(3, 0.0)
+    c.observe(1, 0.0)  # falling to its last token
+    assert c.bucket.rate == pytest.approx(7.5)
+    c.observe(0, 0.0)  # the same news from a reply in flight with it: no second cut
+    assert c.bucket.rate == pytest.approx(7.5)
+    c.observe(0, 1.0)  # steady at 0: a server without burst, and we are at its pace
+    assert c.bucket.rate == pytest.approx(7.5)
+    c.observe(2, 1.0)
+    c.observe(1, 2.0)
+    assert c.bucket.rate == pytest.approx(7.5 * 0.75)
 
 
 def test_bursts_grow_while_the_server_has_room() -> None:
-    t = FakeTime()
-    bucket = TokenBucket.per_minute(600, None, t.clock)
-    sizes = [bucket.capacity]
+    c = RateController.per_minute(600, 10, now=0.0)
+    sizes = [c.bucket.capacity]
     for _ in range(5):
-        bucket.observe(599)
-        sizes.append(bucket.capacity)
+        c.feedback(ok(remaining=599), 0.0)
+        sizes.append(c.bucket.capacity)
     assert sizes == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
 
 
 def test_a_429_halves_rate_and_burst_once_and_pauses_everyone() -> None:
-    t = FakeTime()
-    bucket = TokenBucket(rate=10.0, capacity=8.0, clock=t.clock)
-    bucket.throttled(2.0)
-    bucket.throttled(2.0)  # a second 429 from the same moment
-    assert bucket.rate == pytest.approx(5.0)
-    assert bucket.capacity == 4.0
-    assert bucket.delay(0.0) == pytest.approx(2.0)
-    assert bucket.take(2.0)  # one request when the pause ends...
-    assert not bucket.take(2.0)  # ...not a burst of what the pause would have earned
-    assert bucket.take(2.2)  # then the new rate
+    c = RateController(TokenBucket(10.0, 8.0), max_capacity=8.0, now=0.0)
+    c.feedback(throttled(2.0), 0.0)
+    c.feedback(throttled(2.0), 0.0)  # a second 429 from the same moment
+    assert c.bucket.rate == pytest.approx(5.0)
+    assert c.bucket.capacity == 4.0
+    assert c.bucket.delay(0.0) == pytest.approx(2.0)
+    assert c.bucket.take(2.0)  # one request when the pause ends...
+    assert not c.bucket.take(2.0)  # ...not a burst of what the pause would have earned
+    assert c.bucket.take(2.2)  # then the new rate
+
+
+def test_a_429_without_a_delay_pauses_a_second() -> None:
+    c = controller()
+    c.feedback(throttled(None), 5.0)
+    assert c.bucket.delay(5.0) == pytest.approx(1.0)
 
 
 def test_successes_win_back_the_configured_rate() -> None:
-    t = FakeTime()
-    bucket = TokenBucket(rate=10.0, capacity=10.0, clock=t.clock)
-    bucket.throttled(0)
+    c = controller()
+    c.feedback(throttled(0.0), 0.0)
     for _ in range(100):
-        bucket.grant()  # many successes in no time are no evidence of room
-    assert bucket.rate == pytest.approx(5.0)
+        c.feedback(ok(), 0.0)  # many successes in no time are no evidence of room
+    assert c.bucket.rate == pytest.approx(5.0)
     for second in range(1, 30):
-        t.now = float(second)
-        bucket.grant()
-    assert bucket.rate == pytest.approx(10.0)  # 2% of 10/s a second: back in 25 s
+        c.feedback(ok(), float(second))
+    assert c.bucket.rate == pytest.approx(10.0)  # 2% of 10/s a second: back in 25 s
 
 
 def test_a_stated_limit_is_adopted_and_held() -> None:
-    body = json.loads((PAYLOADS / "recorded" / "error.429.throttled.low-credit.json").read_text())
-    stated = parse_stated_limit(body["detail"])
-    assert stated == (6.0, 1.0)
-    t = FakeTime()
-    bucket = TokenBucket.per_minute(600, None, t.clock)
-    bucket.limit(*stated)
-    assert bucket.rate == pytest.approx(0.1)
-    assert bucket.capacity == 1.0
+    c = RateController.per_minute(600, 10, now=0.0)
+    c.feedback(throttled(1.0, stated=(6.0, 1.0)), 0.0)
+    assert c.bucket.rate == pytest.approx(0.1)
+    assert c.bucket.capacity == 1.0
+    assert c.bucket.delay(0.0) == pytest.approx(1.0)  # and everyone waits the delay
     for second in range(50):
-        t.now = float(second)
-        bucket.grant()
-    assert bucket.rate == pytest.approx(0.1)  # held for a while...
-    t.now = 61.0
-    bucket.grant()
-    assert bucket.rate > 0.1  # ...then probing up again
+        c.feedback(ok(), float(second))
+    assert c.bucket.rate == pytest.approx(0.1)  # held for a while...
+    c.feedback(ok(), 61.0)
+    assert c.bucket.rate > 0.1  # ...then probing up again
 
 
-@pytest.mark.parametrize(
-    "detail",
-    [
-        "Request was throttled. Expected available in 1 second.",
-        "Request was throttled. Your rate limit resets in ~30s.",
-        None,
-    ],
-)
-def test_most_429s_state_no_limit(detail: str | None) -> None:
-    assert parse_stated_limit(detail) is None
+def test_the_server_can_only_slow_us() -> None:
+    c = controller()
+    c.adopt(60_000, 100, now=0.0)  # a stated limit above the configured one
+    assert c.bucket.rate == pytest.approx(10.0) and c.bucket.capacity == 10.0
+
+
+# -- the waiter: FIFO, no busy loop, cancellation -------------------------------------------
+
+
+def lane(t: FakeTime, rate: float, capacity: float = 1.0) -> Lane:
+    bucket = TokenBucket(rate, capacity, now=t.now)
+    return Lane(RateController(bucket, max_capacity=capacity, now=t.now), t.clock, t.sleep)
 
 
 async def test_waiters_are_served_in_order_at_the_rate() -> None:
     t = FakeTime()
-    bucket = TokenBucket(rate=10.0, capacity=1.0, clock=t.clock, sleep=t.sleep)
+    waiting = lane(t, rate=10.0)
     order: list[tuple[int, float]] = []
 
     async def worker(i: int) -> None:
-        await bucket.acquire()
+        await waiting.acquire()
         order.append((i, t.now))
 
     await asyncio.gather(*(worker(i) for i in range(20)))
@@ -167,11 +205,11 @@ async def test_waiters_are_served_in_order_at_the_rate() -> None:
 
 async def test_ten_thousand_waiters_no_busy_loop() -> None:
     t = FakeTime()
-    bucket = TokenBucket(rate=1000.0, capacity=1.0, clock=t.clock, sleep=t.sleep)
+    waiting = lane(t, rate=1000.0)
     done: list[int] = []
 
     async def worker(i: int) -> None:
-        await bucket.acquire()
+        await waiting.acquire()
         done.append(i)
 
     await asyncio.gather(*(worker(i) for i in range(10_000)))
@@ -181,39 +219,46 @@ async def test_ten_thousand_waiters_no_busy_loop() -> None:
 
 
 async def test_cancelled_waiter_takes_no_token() -> None:
-    bucket = TokenBucket(rate=1.0, capacity=1.0)
-    await bucket.acquire()
-    waiter = asyncio.ensure_future(bucket.acquire())
+    t = FakeTime()
+    waiting = lane(t, rate=1.0)
+    await waiting.acquire()
+
+    async def slow_sleep(seconds: float) -> None:
+        await asyncio.sleep(3600)
+
+    waiting._sleep = slow_sleep  # the waiter sits in its sleep until cancelled
+    waiter = asyncio.ensure_future(waiting.acquire())
     await asyncio.sleep(0.01)
+    assert waiting.queued
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert not bucket._lock.locked()
-    # the cancelled waiter took nothing: the next token is still ~1 s after the first
-    assert 0.9 < bucket.delay(bucket._clock()) <= 1.0
+    assert not waiting.queued
+    # the cancelled waiter took nothing: the next token is still a second after the first
+    assert waiting.bucket.delay(t.now) == pytest.approx(1.0)
 
 
 async def test_a_cancelled_waiter_gives_its_place_to_the_next() -> None:
     t = FakeTime()
-    bucket = TokenBucket(rate=1.0, capacity=1.0, clock=t.clock)
-    bucket.take(0.0)
+    waiting = lane(t, rate=1.0)
+    waiting.bucket.take(0.0)
     got: list[str] = []
 
     async def waiter(name: str) -> None:
-        await bucket.acquire()
+        await waiting.acquire()
         got.append(name)
 
     first = asyncio.ensure_future(waiter("first"))
     second = asyncio.ensure_future(waiter("second"))
     await asyncio.sleep(0)
     first.cancel()
-    t.now = 1.0  # a token is due: it goes to "second", not to the cancelled one
     await asyncio.wait_for(second, 5)
     assert got == ["second"]
 
 
-def test_a_limiter_shares_its_buckets() -> None:
+def test_a_limiter_has_a_lane_per_limit_class() -> None:
     limiter = RateLimiter(RateLimits(create_per_minute=60))
-    assert limiter.bucket(True) is limiter.create
-    assert limiter.bucket(False) is limiter.other
-    assert limiter.create.rate == pytest.approx(1.0)
+    assert limiter.lane(True) is limiter.create
+    assert limiter.lane(False) is limiter.other
+    assert limiter.create.bucket.rate == pytest.approx(1.0)
+    assert limiter.other.bucket.rate == pytest.approx(50.0)

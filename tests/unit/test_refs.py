@@ -2,7 +2,7 @@
 
 import pytest
 
-from replicate_async.refs import deployment_target, model_target, parse_ref, version_target
+from replicate_async.protocol.refs import deployment_target, model_target, parse_ref, version_target
 
 VID = "39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
 

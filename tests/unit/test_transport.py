@@ -11,7 +11,7 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from replicate_async import AsyncReplicate, RetryPolicy
+from replicate_async import AsyncReplicate, Prediction, RetryPolicy
 from replicate_async import errors as e
 from replicate_async.files import FileOutput
 
@@ -207,7 +207,9 @@ async def test_file_downloads_never_carry_the_token(client: AsyncReplicate) -> N
     with aioresponses() as m:
         url = "https://replicate.delivery/pbxt/abc/out.png"
         m.get(url, status=200, body=b"png-bytes")
-        assert await FileOutput(url, client._transport).read() == b"png-bytes"
+        output = client.output_of(Prediction(id="p1", status="succeeded", output=url))
+        assert isinstance(output, FileOutput)
+        assert await output.read() == b"png-bytes"
         (call,) = calls(m, "GET", url)
         assert "Authorization" not in call.kwargs["headers"]
 
@@ -264,7 +266,7 @@ async def test_an_unknown_create_is_recovered_from_the_list(client: AsyncReplica
 
 
 async def test_a_shared_limiter_paces_two_clients_together(fake_time: FakeTime) -> None:
-    from replicate_async.limits import RateLimiter, RateLimits
+    from replicate_async import RateLimiter, RateLimits
 
     shared = RateLimiter(
         RateLimits(other_per_minute=60, burst=1), clock=fake_time.clock, sleep=fake_time.sleep

@@ -12,16 +12,33 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from os import PathLike
+from typing import Any, Protocol
 
 import attrs
 
-if TYPE_CHECKING:
-    from .files import FileOutput
-
-__all__ = ["SSEDecoder", "ServerSentEvent", "encode_event"]
+__all__ = ["Downloadable", "SSEDecoder", "ServerSentEvent"]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+class Downloadable(Protocol):
+    """What ``ServerSentEvent.file`` offers: a :class:`~replicate_async.FileOutput`.
+
+    Spelled out here so that this module, which only decodes, needs no download code.
+    """
+
+    url: str
+
+    async def read(self) -> bytes:
+        """All the bytes."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        """The bytes in chunks."""
+
+    async def save(self, path: str | PathLike[str]) -> Any:
+        """Write the file to ``path`` atomically."""
 
 
 @attrs.define(slots=True)
@@ -39,7 +56,7 @@ class ServerSentEvent:
     data: str = ""
     id: str | None = None
     retry: int | None = None
-    file: FileOutput | None = attrs.field(default=None, eq=False, repr=False)
+    file: Downloadable | None = attrs.field(default=None, eq=False, repr=False)
 
     def __str__(self) -> str:
         return self.data if self.event == "output" else ""
@@ -161,15 +178,6 @@ class SSEDecoder:
         self._event, self._data, self._id, self._retry = event, data, event_id, retry
         return events
 
-    def flush(self) -> list[ServerSentEvent]:
-        """End of stream: an event without its closing blank line is dropped, per spec."""
-        self._pending = bytearray()
-        self._event = ""
-        self._data = []
-        self._id = None
-        self._retry = None
-        return []
-
 
 def _first_line_end(chunk: bytes, last: int) -> int:
     """Index of the first CR or LF in ``chunk`` (there is one, at ``last`` at the latest)."""
@@ -180,13 +188,3 @@ def _first_line_end(chunk: bytes, last: int) -> int:
     if cr < 0:
         return lf
     return min(lf, cr)
-
-
-def encode_event(event: str, data: str, id: str | None = None) -> bytes:
-    """One event in wire format (multi-line data as several ``data:`` lines)."""
-    out = [f"event: {event}\n"]
-    if id is not None:
-        out.append(f"id: {id}\n")
-    out.extend(f"data: {line}\n" for line in _LINE_END.split(data))
-    out.append("\n")
-    return "".join(out).encode()

@@ -2,8 +2,8 @@
 
 ``owner/name`` runs the model's current version through the models endpoint (official
 models), ``owner/name:version`` and a bare 64-hex version id go to ``POST /predictions``,
-and a deployment goes to the deployments endpoint. A malformed reference is a
-``ValueError`` here, before any request is made.
+a deployment goes to the deployments endpoint, and a training to its version's
+trainings endpoint. A malformed reference is a ``ValueError`` here, before any request.
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ from urllib.parse import quote
 
 import attrs
 
-__all__ = ["Target", "deployment_target", "model_target", "parse_ref", "split_owner_name"]
+__all__ = [
+    "Target",
+    "deployment_target",
+    "job_id",
+    "model_target",
+    "parse_ref",
+    "split_owner_name",
+    "training_target",
+    "version_target",
+]
 
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 _OWNER_NAME = re.compile(rf"^({_NAME})/({_NAME})$")
@@ -35,6 +44,18 @@ class Target:
     body: dict[str, Any] = attrs.field(factory=dict)
     #: a human-readable name for messages: "owner/name", "owner/name:abc", "deployment x/y"
     label: str = ""
+    #: what it creates: "predictions" or "trainings" (also the path that lists them)
+    kind: str = "predictions"
+
+    @property
+    def is_create(self) -> bool:
+        """Whether it counts against the create limit (the three prediction endpoints do)."""
+        return self.kind == "predictions"
+
+    @property
+    def list_path(self) -> str:
+        """Where what it creates is listed (to find a create whose reply was lost)."""
+        return f"/{self.kind}"
 
 
 def split_owner_name(ref: str, what: str = "model") -> tuple[str, str]:
@@ -77,6 +98,29 @@ def deployment_target(ref: str) -> Target:
     return Target(
         f"/deployments/{quote(owner)}/{quote(name)}/predictions", {}, f"deployment {owner}/{name}"
     )
+
+
+def training_target(model: str, version: str, destination: str) -> Target:
+    """The target for training ``model`` at ``version`` into ``destination`` (``owner/name``)."""
+    owner, name = split_owner_name(model)
+    split_owner_name(destination, "destination")
+    if not isinstance(version, str) or _VERSION.match(version.strip()) is None:
+        raise ValueError(f"Invalid version id {version!r} for training {owner}/{name}.")
+    vid = version.strip()
+    return Target(
+        f"/models/{quote(owner)}/{quote(name)}/versions/{quote(vid)}/trainings",
+        {"destination": destination.strip()},
+        f"training of {owner}/{name}:{vid}",
+        "trainings",
+    )
+
+
+def job_id(value: Any) -> str:
+    """The id of a prediction or training given as one (``.id``) or as its id string."""
+    found = getattr(value, "id", value)
+    if not isinstance(found, str) or not found.strip() or "/" in found:
+        raise ValueError(f"Invalid prediction id {value!r}")
+    return found.strip()
 
 
 def parse_ref(ref: str) -> Target:

@@ -1,0 +1,113 @@
+"""The one create path: every prediction and training starts here.
+
+``predictions.create``, ``models.predictions.create``, ``deployments.predictions.create``,
+``trainings.create``, ``run``, ``stream`` and ``run_many`` all call :meth:`Creator.create`
+with a target (:mod:`.protocol.refs`) and checked :class:`CreateOptions`. It prepares
+the input's files (the only step that reads local files), sends the create through the
+session's request path (which never re-sends a create that may have run), and, when the
+outcome is unknown, recovers the prediction it may have made instead of losing it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from ._session import Session
+from .errors import CreateOutcomeUnknownError, ReplicateError
+from .files import FileInput, prepare_input, upload_url
+from .pagination import list_pages
+from .protocol.creates import Claims, CreateOptions, find_created, older_than
+from .protocol.refs import Target
+from .types import Prediction, Training
+
+__all__ = ["Creator"]
+
+J = TypeVar("J", Prediction, Training)
+
+#: how far before our own "sent" time a recovered prediction may have been created
+#: (server and client clocks differ)
+_CLOCK_SKEW = timedelta(seconds=30)
+#: waits between looks for a prediction whose create had an unknown outcome
+_RECOVERY_WAITS = (0.2, 0.5, 1.0)
+
+
+class Creator:
+    """Creates predictions and trainings for one session, and remembers which are its own."""
+
+    __slots__ = ("_claims", "_session")
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._claims = Claims()
+
+    async def create(self, target: Target, options: CreateOptions, cls: type[J]) -> J:
+        """Create what ``target`` names, with ``options``; a ``cls`` (Prediction or Training)."""
+        session = self._session
+        # Files in the input are uploaded (or inlined) first: the one step that reads them.
+        prepared = await prepare_input(
+            options.input, self._upload, file_encoding=options.file_encoding
+        )
+        body = options.body(target, prepared)
+        try:
+            job = await session.request_json(
+                "POST",
+                target.path,
+                cls,
+                json_body=body,
+                headers=options.headers(),
+                is_create=target.is_create,
+                prefer_wait=options.wait,
+            )
+        except CreateOutcomeUnknownError as unknown:
+            if not session.config.retry.recover_creates:
+                raise
+            job = await self._recover(target, body, cls, unknown)
+        self._claims.add(job.id, session.timing.monotonic())
+        return job
+
+    async def _upload(self, file: FileInput) -> str:
+        return await upload_url(self._session, file)
+
+    async def _recover(
+        self,
+        target: Target,
+        body: dict[str, Any],
+        cls: type[J],
+        unknown: CreateOutcomeUnknownError,
+    ) -> J:
+        """Find what an unknown create made: same input and version, recent, not ours yet."""
+        since = unknown.sent_after - _CLOCK_SKEW if unknown.sent_after else None
+        params = {"created_after": since.isoformat() if since else None}
+        for wait in _RECOVERY_WAITS:
+            # The create may still be in the server's hands: give it a moment each time.
+            await self._session.sleep(wait)
+            try:
+                found = await self._look(target, body, cls, params, since)
+            except ReplicateError:
+                break  # cannot look: report what happened to the create, as it happened
+            if found is not None:
+                return found
+        else:
+            cause = unknown.__cause__
+            assert isinstance(cause, ReplicateError)
+            raise CreateOutcomeUnknownError.after(
+                cause, sent_after=unknown.sent_after, sent_before=unknown.sent_before, looked=True
+            ) from cause
+        raise unknown
+
+    async def _look(
+        self,
+        target: Target,
+        body: dict[str, Any],
+        cls: type[J],
+        params: dict[str, Any],
+        since: datetime | None,
+    ) -> J | None:
+        pager = list_pages(self._session, target.list_path, cls, params=params)
+        while (page := await pager.next_page()) is not None:
+            found = find_created(page.results, body, self._claims)
+            # Lists come newest first: a page reaching back before the window ends it.
+            if found is not None or older_than(page.results, since):
+                return found
+        return None

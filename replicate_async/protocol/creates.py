@@ -1,0 +1,204 @@
+"""A create's options, checked once; its body and headers; and finding a create that was lost.
+
+Every way to start work (``predictions.create``, ``models.predictions.create``,
+``deployments.predictions.create``, ``trainings.create``, ``run``, ``stream``,
+``run_many``) builds one :class:`CreateOptions`: a bad option is an error here, before
+any file is read or any request sent. :func:`find_created` is the pure half of
+recovering a create whose reply was lost (the I/O half pages through the list).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypedDict, TypeVar
+
+import attrs
+
+from ..types import Prediction, Training
+from .refs import Target
+
+__all__ = [
+    "Claims",
+    "CreateArgs",
+    "CreateOptions",
+    "StreamArgs",
+    "check_input",
+    "find_created",
+    "format_cancel_after",
+    "older_than",
+]
+
+J = TypeVar("J", Prediction, Training)
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_MIN_CANCEL_AFTER = 5
+_MAX_CANCEL_AFTER = 24 * 3600
+FILE_ENCODINGS = ("upload", "data-uri")
+
+
+class StreamArgs(TypedDict, total=False):
+    """Options of a streamed create (``client.stream``): see :class:`CreateOptions`."""
+
+    webhook: str | None
+    webhook_events_filter: Iterable[str] | None
+    cancel_after: str | float | timedelta | None
+    file_encoding: str
+
+
+class CreateArgs(StreamArgs, total=False):
+    """Options of every create: see :class:`CreateOptions`."""
+
+    wait: bool | float
+
+
+def format_cancel_after(value: str | float | timedelta | None) -> str | None:
+    """Validate a ``Cancel-After`` duration (5 s to 24 h) and write it as the API wants."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+        text = f"{int(seconds)}s"
+    elif isinstance(value, str):
+        text = value.strip()
+        match = _DURATION.match(text)
+        if text.isdigit():
+            seconds = float(text)
+        elif match and text:
+            h, m, s = (int(g or 0) for g in match.groups())
+            seconds = h * 3600 + m * 60 + s
+        else:
+            raise ValueError(
+                f"Invalid cancel_after {value!r}: use seconds (30) or a duration like '30s', "
+                "'5m', '1h30m45s'."
+            )
+    else:
+        raise TypeError(f"cancel_after must be seconds or a duration string, got {value!r}")
+    if not _MIN_CANCEL_AFTER <= seconds <= _MAX_CANCEL_AFTER:
+        raise ValueError(f"cancel_after must be between 5 seconds and 24 hours, got {value!r}")
+    return text
+
+
+def check_input(input: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A model's input as a fresh dict; anything but a mapping is a TypeError."""
+    if input is None:
+        return {}
+    if not isinstance(input, Mapping):
+        raise TypeError(f"input must be a dict of the model's inputs, got {type(input).__name__}")
+    return dict(input)
+
+
+def _events_filter(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError("webhook_events_filter must be a list like ['completed']")
+    return tuple(value)
+
+
+def _check_webhook(_: object, __: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"webhook must be a URL string, got {type(value).__name__}")
+
+
+def _check_wait(_: object, __: attrs.Attribute[Any], value: bool | float) -> None:
+    if isinstance(value, bool):
+        return
+    if not isinstance(value, (int, float)) or not 1 <= float(value) <= 60:
+        raise ValueError(f"wait must be True, False or 1-60 seconds, got {value!r}")
+
+
+def _check_encoding(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if value not in FILE_ENCODINGS:
+        raise ValueError(f"file_encoding must be 'upload' or 'data-uri', got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CreateOptions:
+    """How to create one prediction or training, checked when built.
+
+    ``wait``: ``True`` holds the reply until the prediction finishes (``Prefer: wait``,
+    up to 60 s), seconds hold it that long (1-60), ``False`` does not. ``cancel_after``
+    (seconds, a ``timedelta`` or ``"1h30m"``, 5 s to 24 h) makes the server stop it.
+    ``file_encoding``: files in ``input`` are uploaded (``"upload"``) or inlined as data
+    URIs (``"data-uri"``, up to 1 MB each).
+    """
+
+    input: dict[str, Any] = attrs.field(factory=dict, converter=check_input)
+    webhook: str | None = attrs.field(default=None, validator=_check_webhook)
+    webhook_events_filter: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_events_filter
+    )
+    stream: bool | None = None
+    wait: bool | float = attrs.field(default=False, validator=_check_wait)
+    cancel_after: str | None = attrs.field(default=None, converter=format_cancel_after)
+    file_encoding: str = attrs.field(default="upload", validator=_check_encoding)
+
+    def body(self, target: Target, prepared_input: dict[str, Any]) -> dict[str, Any]:
+        """The JSON body of the create, with the input its files were prepared into."""
+        body: dict[str, Any] = {**target.body, "input": prepared_input}
+        if self.webhook is not None:
+            body["webhook"] = self.webhook
+        if self.webhook_events_filter is not None:
+            body["webhook_events_filter"] = list(self.webhook_events_filter)
+        if self.stream is not None:
+            body["stream"] = bool(self.stream)
+        return body
+
+    def headers(self) -> dict[str, str]:
+        """The create's own headers (``Cancel-After``; ``Prefer`` is the session's)."""
+        return {} if self.cancel_after is None else {"Cancel-After": self.cancel_after}
+
+
+class Claims:
+    """Ids of predictions this client created or recovered, with when (monotonic seconds).
+
+    Recovering an unknown create never adopts a prediction that another call of ours
+    owns. Ids older than ``horizon`` seconds are forgotten: recovery looks back less.
+    """
+
+    __slots__ = ("_ids", "horizon")
+
+    def __init__(self, horizon: float = 600.0) -> None:
+        self._ids: dict[str, float] = {}
+        self.horizon = horizon
+
+    def add(self, job_id: str, now: float) -> None:
+        """Claim ``job_id``; now and then forget the stale ones."""
+        self._ids[job_id] = now
+        if len(self._ids) % 1024 == 0:
+            # dicts keep insertion order: the oldest come first
+            stale = [k for k, t in self._ids.items() if now - t > self.horizon]
+            for key in stale:
+                del self._ids[key]
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._ids
+
+
+def find_created(
+    candidates: Iterable[J], body: Mapping[str, Any], claimed: Container[str]
+) -> J | None:
+    """The candidate a lost create made: same input (and version, if it named one), unclaimed.
+
+    ``body`` is what the create sent. The newest match wins (lists come newest first).
+    """
+    version = body.get("version")
+    for candidate in candidates:
+        if (
+            candidate.id not in claimed
+            and candidate.input == body["input"]
+            and (version is None or candidate.version == version)
+        ):
+            return candidate
+    return None
+
+
+def older_than(candidates: Iterable[Prediction | Training], since: datetime | None) -> bool:
+    """Whether a page (newest first) reaches back before ``since``: no need to read on."""
+    if since is None:
+        return False
+    return any(c.created_at is not None and c.created_at < since for c in candidates)

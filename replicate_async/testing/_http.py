@@ -1,0 +1,171 @@
+"""What the emulator's hosts share: their state, and the HTTP helpers every handler uses.
+
+Replies follow the real service: JSON bodies, problem+json errors (``title`` absent on
+some), pages with absolute ``next`` links and opaque cursors. The hosts (``_api``,
+``_files``, ``_stream``, ``_delivery``) import this module and nothing of each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from ._jobs import JobStore
+from ._limits import ServerLimits
+from ._outputs import OutputStore
+from ._state import DeliverySettings, EmulatorConfig, Faults, Hosts, Traffic
+from ._uploads import UploadStore
+
+__all__ = [
+    "STATE",
+    "Handler",
+    "State",
+    "base_url",
+    "json_reply",
+    "not_found",
+    "page_of",
+    "problem",
+    "read_json",
+    "request_method",
+    "route_of",
+    "side_app",
+    "token_of",
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+@attrs.frozen(kw_only=True)
+class State:
+    """Everything the handlers share, as separate small objects."""
+
+    config: EmulatorConfig
+    hosts: Hosts
+    tokens: set[str]
+    webhook_secret: str
+    limits: ServerLimits
+    jobs: JobStore
+    uploads: UploadStore
+    outputs: OutputStore
+    traffic: Traffic
+    faults: Faults
+    delivery: DeliverySettings
+
+
+STATE: web.AppKey[State] = web.AppKey("state", State)
+
+
+def json_reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON reply, compact as the API writes it."""
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type=JSON,
+        headers=headers,
+    )
+
+
+def problem(status: int, detail: str, title: str | None = None, **extra: Any) -> web.Response:
+    """An error reply as Replicate sends them (title is absent on some)."""
+    body: dict[str, Any] = {}
+    if title is not None:
+        body["title"] = title
+    body["detail"] = detail
+    body["status"] = status
+    body.update(extra)
+    return web.Response(
+        body=json.dumps(body).encode(), status=status, headers={"Content-Type": PROBLEM}
+    )
+
+
+def not_found() -> web.Response:
+    """The API's 404."""
+    return problem(404, "Not found.")
+
+
+def route_of(request: web.Request) -> str:
+    """The route template that matched, without ``/v1`` (``/predictions/{id}``)."""
+    info = request.match_info.route.resource
+    canonical = info.canonical if info is not None else request.path
+    return canonical.removeprefix("/v1") or "/"
+
+
+def token_of(request: web.Request) -> str:
+    """The API token of an authenticated request (the middleware checked it)."""
+    return request.headers["Authorization"].partition(" ")[2].strip()
+
+
+def request_method(request: web.Request) -> str:
+    """The method, with QUERY recognised.
+
+    aiohttp's C parser (llhttp) does not know QUERY yet and reports "<unknown>"; the
+    API's only QUERY route is search, so an unknown method there is taken as QUERY.
+    """
+    if request.method == "<unknown>":
+        return "QUERY"
+    return request.method
+
+
+def base_url(request: web.Request) -> str:
+    """The API base URL this request came in on (``http://host:port/v1``)."""
+    return f"{request.scheme}://{request.host}/v1"
+
+
+async def read_json(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object, or the 400 reply to send instead."""
+    try:
+        data = await request.json()
+    except ValueError:
+        return problem(400, "The request body is not valid JSON.", "Invalid JSON")
+    if not isinstance(data, dict):
+        return problem(400, "The request body must be a JSON object.", "Invalid JSON")
+    return data
+
+
+def _encode_cursor(key: int) -> str:
+    return base64.urlsafe_b64encode(f"k:{key}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int | None:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return int(text.removeprefix("k:")) if text.startswith("k:") else None
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def page_of(
+    request: web.Request, items: list[Any], key: Callable[[Any], int], render: Callable[[Any], Any]
+) -> web.Response:
+    """One page of ``items`` (sorted by ``key`` descending), with an absolute ``next``."""
+    state = request.app[STATE]
+    cursor = request.query.get("cursor")
+    if cursor is not None:
+        after = _decode_cursor(cursor)
+        if after is None:
+            return problem(400, "Invalid cursor.", "Bad Request")
+        items = [item for item in items if key(item) < after]
+    size = state.config.page_size
+    page = items[:size]
+    next_url = None
+    if len(items) > size:
+        next_url = str(request.url.update_query(cursor=_encode_cursor(key(page[-1]))))
+    return json_reply({"next": next_url, "previous": None, "results": [render(i) for i in page]})
+
+
+def side_app(state: State, routes: dict[str, Handler]) -> web.Application:
+    """A host beside the API (streams, files): its own port, no auth, GET routes only."""
+    app = web.Application()
+    app[STATE] = state
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    return app

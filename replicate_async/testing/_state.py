@@ -1,0 +1,148 @@
+"""The emulator's small pieces of state: its configuration, hosts, traffic log and faults.
+
+Each is its own object; the HTTP handlers get them bundled (``_http.State``). Nothing
+here knows about HTTP or about the other emulator modules.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import attrs
+
+__all__ = ["DeliverySettings", "EmulatorConfig", "Fault", "Faults", "Hosts", "Traffic"]
+
+
+@attrs.frozen(kw_only=True)
+class EmulatorConfig:
+    """How the emulator was configured (see :class:`~replicate_async.testing.Emulator`)."""
+
+    start_delay: float = 0.0
+    page_size: int = 100
+    create_per_minute: float = 600
+    other_per_minute: float = 3000
+    create_burst: float | None = None
+    other_burst: float | None = None
+    enforce_limits: bool = False
+    low_credit: bool = False
+    stream_idle_timeout: float = 30.0
+    max_file_size: int = 100 * 1024 * 1024
+
+
+@attrs.define
+class Hosts:
+    """The root URLs of the emulator's three hosts, known once they listen."""
+
+    api: str | None = None
+    stream: str | None = None
+    delivery: str | None = None
+
+    @staticmethod
+    def _started(url: str | None) -> str:
+        if url is None:
+            raise RuntimeError("the emulator is not started: use `async with Emulator() as emu`")
+        return url
+
+    @property
+    def api_url(self) -> str:
+        """The API's base URL, including ``/v1``."""
+        return self._started(self.api)
+
+    @property
+    def stream_url(self) -> str:
+        """The streaming host's root."""
+        return self._started(self.stream)
+
+    @property
+    def delivery_url(self) -> str:
+        """The file host's root."""
+        return self._started(self.delivery)
+
+
+@attrs.define
+class Traffic:
+    """What the hosts received, for tests to inspect."""
+
+    #: requests to the API, by (method, route template)
+    requests: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+    #: replies of the API, by (method, route template, status)
+    statuses: Counter[tuple[str, str, int]] = attrs.field(factory=Counter)
+    #: headers of every request the delivery host received
+    delivery: list[dict[str, str]] = attrs.field(factory=list)
+    #: headers of every request the stream host received
+    stream: list[dict[str, str]] = attrs.field(factory=list)
+
+
+@attrs.define(kw_only=True)
+class Fault:
+    """A failure injected into the next ``times`` requests matching host, method and route.
+
+    ``host`` is ``"api"`` (default), ``"stream"`` or ``"delivery"``; ``method`` and
+    ``route`` (a route template such as ``"/predictions/{id}"``) may be ``"*"``. What it
+    does, in order: ``delay`` seconds of waiting first (the request is read, so the
+    server still acts on it); ``status`` answers with that status and ``body`` instead of
+    handling the request; ``reset_after`` handles it, then drops the connection with no
+    reply (a create really happens); ``cut_after`` cuts the reply's body after that many
+    events (stream host) or bytes (delivery host), and with ``gone=True`` a cut stream
+    cannot be resumed (reconnections get 404).
+    """
+
+    method: str = "*"
+    route: str = "*"
+    host: str = "api"
+    times: int = 1
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = "text/html"
+    delay: float = 0.0
+    reset_after: bool = False
+    cut_after: int | None = None
+    gone: bool = False
+
+    def matches(self, host: str, method: str, route: str) -> bool:
+        """Whether this fault applies to the request."""
+        return (
+            self.host == host
+            and self.method in ("*", method.upper())
+            and self.route in ("*", route)
+        )
+
+
+class Faults:
+    """The one fault mechanism of every host: faults are added, and taken as they match."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        """Queue a fault (first added, first used)."""
+        if fault.host not in ("api", "stream", "delivery"):
+            raise ValueError(
+                f"fault host must be 'api', 'stream' or 'delivery', got {fault.host!r}"
+            )
+        if fault.times < 1:
+            raise ValueError(f"a fault applies at least once, got times={fault.times}")
+        fault.method = fault.method.upper()
+        self._queue.append(fault)
+
+    def take(self, host: str, method: str, route: str) -> Fault | None:
+        """The first fault matching the request, used once (and dropped when used up)."""
+        for fault in self._queue:
+            if fault.matches(host, method, route):
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._queue.remove(fault)
+                return fault
+        return None
+
+
+@attrs.define
+class DeliverySettings:
+    """How the delivery host behaves from now on (not one-off faults: modes)."""
+
+    #: honour ``Range`` (False: answer 200 with the whole file, as some servers do)
+    ranges: bool = True
+    #: every output file is gone (404), as an hour after its prediction
+    expired: bool = False
