@@ -13,9 +13,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-import time
 from collections.abc import Mapping
 
+from ._clock import Timing
 from .errors import ReplicateError
 
 __all__ = ["WebhookVerificationError", "verify"]
@@ -67,7 +67,7 @@ def verify(
     except ValueError:
         raise WebhookVerificationError(f"webhook-timestamp {timestamp!r} is not a number") from None
     if tolerance is not None:
-        current = time.time() if now is None else now
+        current = Timing().wall() if now is None else now
         if abs(current - sent) > tolerance:
             raise WebhookVerificationError(
                 f"webhook-timestamp is {current - sent:+.0f} s from now, beyond the "

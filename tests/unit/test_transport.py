@@ -284,3 +284,17 @@ async def test_a_shared_limiter_paces_two_clients_together(fake_time: FakeTime) 
             assert fake_time.now - start == pytest.approx(5.0)
     with pytest.raises(ValueError, match="not both"):
         AsyncReplicate(api_token=TOKEN, limiter=shared, rate_limits=RateLimits())
+
+
+async def test_the_time_budget_ends_retries(fake_time: FakeTime) -> None:
+    policy = RetryPolicy(max_attempts=100, time_budget=5.0, initial_backoff=0.01)
+    async with fake_client(fake_time, retry=policy) as c:
+        with aioresponses() as m:
+            url = f"{BASE}/predictions/p1"
+            m.get(url, status=503, headers={"Retry-After": "2"}, repeat=True)
+            start = fake_time.now
+            with pytest.raises(e.ServerError):
+                await c.predictions.get("p1")
+            # tries at 0, 2 and 4 s; a fourth would start past the 5 s budget
+            assert len(calls(m, "GET", url)) == 3
+            assert fake_time.now - start < 5.0

@@ -1,0 +1,127 @@
+"""Create options checked once, bodies and headers built once, and a lost create found again."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import attrs
+import pytest
+
+from replicate_async.protocol.creates import (
+    Claims,
+    CreateOptions,
+    find_created,
+    format_cancel_after,
+    older_than,
+)
+from replicate_async.protocol.refs import model_target, training_target, version_target
+from replicate_async.types import Prediction, Training
+
+VID = "39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
+
+
+def test_the_body_carries_the_target_input_and_webhook() -> None:
+    options = CreateOptions(
+        input={"x": 1},
+        webhook="https://example.com/hook",
+        webhook_events_filter=["start", "completed"],
+        stream=True,
+        cancel_after=300,
+    )
+    body = options.body(version_target(f"a/b:{VID}"), {"x": "prepared"})
+    assert body == {
+        "version": VID,
+        "input": {"x": "prepared"},
+        "webhook": "https://example.com/hook",
+        "webhook_events_filter": ["start", "completed"],
+        "stream": True,
+    }
+    assert options.headers() == {"Cancel-After": "300s"}
+    assert CreateOptions().body(model_target("a/b"), {}) == {"input": {}}
+    assert CreateOptions().headers() == {}
+
+
+def test_a_training_names_its_destination() -> None:
+    target = training_target("a/b", VID, "me/tuned")
+    assert target.path == f"/models/a/b/versions/{VID}/trainings"
+    assert target.kind == "trainings" and not target.is_create
+    assert target.list_path == "/trainings"
+    assert CreateOptions(input={"zip": "u"}).body(target, {"zip": "u"}) == {
+        "destination": "me/tuned",
+        "input": {"zip": "u"},
+    }
+    with pytest.raises(ValueError, match="destination"):
+        training_target("a/b", VID, "nope")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"input": ["not", "a", "dict"]}, TypeError, "input must be a dict"),
+        ({"webhook_events_filter": "completed"}, TypeError, "a list like"),
+        ({"webhook": 42}, TypeError, "webhook must be a URL"),
+        ({"wait": 61}, ValueError, "1-60 seconds"),
+        ({"wait": 0.5}, ValueError, "1-60 seconds"),
+        ({"wait": "10"}, ValueError, "1-60 seconds"),
+        ({"cancel_after": "soon"}, ValueError, "Invalid cancel_after"),
+        ({"cancel_after": 2}, ValueError, "between 5 seconds and 24 hours"),
+        ({"cancel_after": [5]}, TypeError, "cancel_after must be"),
+        ({"file_encoding": "base64"}, ValueError, "file_encoding"),
+    ],
+)
+def test_bad_options_fail_when_built(kwargs: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        CreateOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_evolving_checks_again() -> None:
+    template = CreateOptions(wait=True)
+    assert attrs.evolve(template, input={"a": 1}).input == {"a": 1}
+    with pytest.raises(TypeError, match="input must be a dict"):
+        attrs.evolve(template, input="text")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (30, "30s"),
+        (timedelta(minutes=5), "300s"),
+        ("5m", "5m"),
+        ("1h30m45s", "1h30m45s"),
+        ("45", "45"),
+        (None, None),
+    ],
+)
+def test_cancel_after_formats(value: object, text: str | None) -> None:
+    assert format_cancel_after(value) == text  # type: ignore[arg-type]
+
+
+def p(pid: str, input: dict[str, object], version: str = VID, minutes_ago: int = 0) -> Prediction:
+    created = datetime(2026, 1, 1, 12, tzinfo=timezone.utc) - timedelta(minutes=minutes_ago)
+    return Prediction(id=pid, status="starting", input=input, version=version, created_at=created)
+
+
+def test_find_created_matches_input_and_version_and_skips_claimed() -> None:
+    page = [p("other", {"x": 2}), p("mine", {"x": 1}), p("v2", {"x": 1}, version="v2")]
+    body = {"version": VID, "input": {"x": 1}}
+    assert find_created(page, body, claimed=set()) == page[1]
+    assert find_created(page, body, claimed={"mine"}) is None
+    # a model target names no version: any version of the same input matches
+    assert find_created(page[2:], {"input": {"x": 1}}, claimed=set()) == page[2]
+    training = Training(id="t", status="starting", input={"x": 1}, version=VID)
+    assert find_created([training], body, claimed=set()) is training
+
+
+def test_a_page_older_than_the_window_ends_the_search() -> None:
+    since = datetime(2026, 1, 1, 11, 55, tzinfo=timezone.utc)
+    assert not older_than([p("a", {}), p("b", {}, minutes_ago=4)], since)
+    assert older_than([p("a", {}), p("b", {}, minutes_ago=6)], since)
+    assert not older_than([p("a", {}, minutes_ago=60)], None)
+
+
+def test_claims_forget_what_is_older_than_the_horizon() -> None:
+    claims = Claims(horizon=10)
+    claims.add("old", 0.0)
+    for i in range(1, 1024):
+        claims.add(f"p{i}", 100.0)
+    assert "old" not in claims and "p5" in claims
