@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -40,11 +41,23 @@ class RunningEmulator:
 def emulator_process(*extra: str) -> Iterator[RunningEmulator]:
     """Run ``python -m replicate_async.testing`` on a free port; stop it on exit."""
     token = "r8_benchmark"
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pin = len(cores) >= 2
+
+    def server_core() -> None:  # in the child, before exec
+        if pin:
+            os.sched_setaffinity(0, {cores[-1]})
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "replicate_async.testing", "--port", "0", "--token", token, *extra],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=server_core,
     )
+    if pin:
+        # Client and server each on a core of its own: neither's CPU time includes being
+        # moved between cores, or waiting for the other to be descheduled.
+        os.sched_setaffinity(0, set(cores[:-1]))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -52,6 +65,8 @@ def emulator_process(*extra: str) -> Iterator[RunningEmulator]:
             raise RuntimeError(f"emulator did not start: {line!r}")
         yield RunningEmulator(line.split("listening on ")[1].strip(), token)
     finally:
+        if pin:
+            os.sched_setaffinity(0, set(cores))
         proc.terminate()
         proc.wait(timeout=10)
         if proc.stdout is not None:

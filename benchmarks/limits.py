@@ -25,9 +25,10 @@ import time
 from typing import Any
 
 import aiohttp
-from replicate_async.limits import TokenBucket
 
 from replicate_async import AsyncReplicate, RateLimits
+from replicate_async.limiter import Lane
+from replicate_async.protocol.limits import RateController, TokenBucket
 
 from ._emulator import RunningEmulator, emulator_process
 
@@ -157,10 +158,18 @@ async def burst(n: int) -> dict[str, dict[str, float]]:
 # -- (c) overhead ------------------------------------------------------------------------
 
 
+def _lane(rate: float, capacity: float) -> Lane:
+    now = time.monotonic()
+    bucket = TokenBucket(rate, capacity, now=now)
+    return Lane(
+        RateController(bucket, max_capacity=capacity, now=now), time.monotonic, asyncio.sleep
+    )
+
+
 async def overhead(n: int) -> dict[str, float]:
     """µs per acquire, ready and with ``n`` concurrent waiters, minus the task floor."""
     loops = 200_000
-    bucket = TokenBucket(rate=1e12, capacity=1e12)
+    bucket = _lane(rate=1e12, capacity=1e12)
     t0 = time.perf_counter()
     for _ in range(loops):
         await bucket.acquire()
@@ -170,7 +179,7 @@ async def overhead(n: int) -> dict[str, float]:
         await asyncio.sleep(0)
 
     # capacity 1: every waiter but the first queues on the lock and is woken in turn
-    queued_bucket = TokenBucket(rate=1e12, capacity=1)
+    queued_bucket = _lane(rate=1e12, capacity=1)
 
     async def limited() -> None:
         await queued_bucket.acquire()

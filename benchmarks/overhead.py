@@ -1,9 +1,13 @@
 """Client CPU per create + get round trip: replicate_async vs raw aiohttp vs the official client.
 
-The emulator runs in another process, so ``time.process_time()`` here counts the client
-side only: building requests, the HTTP stack, JSON decoding, payload objects. Each client
-does the same sequential round trips (create ``emulator/echo`` by model, then get it) in
-interleaved rounds; the table shows medians over rounds and the ratios.
+The emulator runs in another process (on a core of its own), so the CPU time here counts
+the client side only: building requests, the HTTP stack, JSON decoding, payload objects.
+Each client does the same sequential round trips (create ``emulator/echo`` by model,
+then get it) in interleaved rounds, a different client first each round. The table
+shows medians over rounds; ratios are taken within each round, then their median.
+"user" is the CPU spent in the process itself: the sandbox charges each wake-up from
+``epoll`` to system time, the same for every client and very noisy, so user time shows
+the libraries' own work most clearly.
 
     python -m benchmarks.overhead [--n 300] [--rounds 5]
 """
@@ -12,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import resource
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -25,9 +31,11 @@ from ._emulator import RunningEmulator, emulator_process
 
 INPUT = {"text": "hello, benchmark"}
 RoundTrip = Callable[[], Awaitable[None]]
+#: (CPU, user CPU, wall) µs per round trip
+Sample = tuple[float, float, float]
 
 
-async def raw_aiohttp(emu: RunningEmulator, n: int) -> tuple[float, float]:
+async def raw_aiohttp(emu: RunningEmulator, n: int) -> Sample:
     """The floor: one aiohttp session, json.dumps / json.loads, nothing else."""
     headers = {"Authorization": f"Bearer {emu.token}", "Content-Type": "application/json"}
     create_url = f"{emu.url}/models/emulator/echo/predictions"
@@ -43,7 +51,7 @@ async def raw_aiohttp(emu: RunningEmulator, n: int) -> tuple[float, float]:
         return await _measure(once, n)
 
 
-async def ours(emu: RunningEmulator, n: int) -> tuple[float, float]:
+async def ours(emu: RunningEmulator, n: int) -> Sample:
     """replicate_async, limiter included (set high so it never waits)."""
     async with AsyncReplicate(
         api_token=emu.token, base_url=emu.url, rate_limits=RateLimits.unlimited()
@@ -56,7 +64,7 @@ async def ours(emu: RunningEmulator, n: int) -> tuple[float, float]:
         return await _measure(once, n)
 
 
-async def official(emu: RunningEmulator, n: int) -> tuple[float, float]:
+async def official(emu: RunningEmulator, n: int) -> Sample:
     """The official ``replicate`` package's async methods."""
     import replicate
 
@@ -72,14 +80,20 @@ async def official(emu: RunningEmulator, n: int) -> tuple[float, float]:
         await client._async_client.aclose()
 
 
-async def _measure(once: RoundTrip, n: int) -> tuple[float, float]:
+def _user() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_utime
+
+
+async def _measure(once: RoundTrip, n: int) -> Sample:
     for _ in range(min(30, n)):  # warm up: connections, caches, lazy imports
         await once()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    gc.collect()  # the garbage another client left behind is not this one's cost
+    cpu0, user0, wall0 = time.process_time(), _user(), time.perf_counter()
     for _ in range(n):
         await once()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return cpu / n * 1e6, wall / n * 1e6
+    cpu, user = time.process_time() - cpu0, _user() - user0
+    wall = time.perf_counter() - wall0
+    return cpu / n * 1e6, user / n * 1e6, wall / n * 1e6
 
 
 CLIENTS = {
@@ -89,25 +103,35 @@ CLIENTS = {
 }
 
 
+def _ratio(a: list[float], b: list[float]) -> float:
+    """The median of the per-round ratios: drift between rounds cancels out."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
 async def main(n: int, rounds: int) -> None:
+    samples: dict[str, list[Sample]] = {name: [] for name in CLIENTS}
+    names = list(CLIENTS)
     with emulator_process() as emu:
-        cpu: dict[str, list[float]] = {name: [] for name in CLIENTS}
-        wall: dict[str, list[float]] = {name: [] for name in CLIENTS}
         for r in range(rounds):
-            for name, bench in CLIENTS.items():
-                c, w = await bench(emu, n)
-                cpu[name].append(c)
-                wall[name].append(w)
+            # A different client goes first each round: no one always runs on a cold CPU.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                samples[name].append(await CLIENTS[name](emu, n))
             print(f"round {r + 1}/{rounds} done", flush=True)
-    floor = statistics.median(cpu["raw aiohttp (floor)"])
-    ours_cpu = statistics.median(cpu["replicate_async"])
+    cpu = {name: [s[0] for s in got] for name, got in samples.items()}
+    user = {name: [s[1] for s in got] for name, got in samples.items()}
+    floor, ours_name = "raw aiohttp (floor)", "replicate_async"
     print(f"\n{n} create+get round trips per client per round, {rounds} rounds, medians:\n")
-    columns = ["client", "CPU µs / round trip", "wall µs / round trip", "CPU vs floor"]
-    print("| " + " | ".join([*columns, "CPU vs replicate_async"]) + " |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| client | CPU µs / round trip | user µs | wall µs | CPU vs floor | user vs floor "
+        "| CPU vs replicate_async |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in CLIENTS:
-        c, w = statistics.median(cpu[name]), statistics.median(wall[name])
-        print(f"| {name} | {c:,.0f} | {w:,.0f} | {c / floor:.2f}x | {c / ours_cpu:.2f}x |")
+        c, u, w = (statistics.median(column) for column in zip(*samples[name], strict=True))
+        print(
+            f"| {name} | {c:,.0f} | {u:,.0f} | {w:,.0f} | {_ratio(cpu[name], cpu[floor]):.2f}x "
+            f"| {_ratio(user[name], user[floor]):.2f}x | {_ratio(cpu[name], cpu[ours_name]):.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import attrs
@@ -84,8 +84,11 @@ def _not_json(value: Any) -> Any:
     )
 
 
-@attrs.frozen
-class _Prepared:
+# One encoder for every body: json.dumps with options builds a new encoder on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_not_json)
+
+
+class _Prepared(NamedTuple):
     """One request, ready to send as often as the retry policy allows."""
 
     method: str
@@ -165,7 +168,7 @@ class Session:
             timeouts = self.config.timeouts
             read_timeout = max(timeouts.read, seconds + timeouts.wait_margin)
         if json_body is not None:
-            content = json.dumps(json_body, separators=(",", ":"), default=_not_json).encode()
+            content = _ENCODER.encode(json_body).encode()
             content_type = "application/json"
         if content_type:
             send["Content-Type"] = content_type

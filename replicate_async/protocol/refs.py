@@ -8,7 +8,9 @@ trainings endpoint. A malformed reference is a ``ValueError`` here, before any r
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -58,6 +60,21 @@ class Target:
         return f"/{self.kind}"
 
 
+def _cached(build: Callable[[str], Target]) -> Callable[[str], Target]:
+    """Remember targets by their string: building one is pure, and every create builds one.
+
+    (Regexes and quoting cost a few microseconds a create.) Non-strings skip the cache
+    and get the builder's own error.
+    """
+    remembered = functools.lru_cache(maxsize=1024)(build)
+
+    @functools.wraps(build)
+    def target(ref: str) -> Target:
+        return remembered(ref) if isinstance(ref, str) else build(ref)
+
+    return target
+
+
 def split_owner_name(ref: str, what: str = "model") -> tuple[str, str]:
     """Split ``owner/name``; raise ``ValueError`` saying the expected form otherwise."""
     if not isinstance(ref, str):
@@ -68,12 +85,14 @@ def split_owner_name(ref: str, what: str = "model") -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+@_cached
 def model_target(ref: str) -> Target:
     """The target for an ``owner/name`` model (no version)."""
     owner, name = split_owner_name(ref)
     return Target(f"/models/{quote(owner)}/{quote(name)}/predictions", {}, f"{owner}/{name}")
 
 
+@_cached
 def version_target(version: str) -> Target:
     """The target for ``POST /predictions`` with a version id, ``owner/name:id`` accepted."""
     if not isinstance(version, str):
@@ -92,6 +111,7 @@ def version_target(version: str) -> Target:
     return Target("/predictions", {"version": version}, version)
 
 
+@_cached
 def deployment_target(ref: str) -> Target:
     """The target for a deployment, ``owner/name``."""
     owner, name = split_owner_name(ref, "deployment")
@@ -123,6 +143,7 @@ def job_id(value: Any) -> str:
     return found.strip()
 
 
+@_cached
 def parse_ref(ref: str) -> Target:
     """Parse what ``run()`` and ``stream()`` accept into a :class:`Target`."""
     if not isinstance(ref, str):

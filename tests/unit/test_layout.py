@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).parents[2] / "replicate_async"
 REPO = PACKAGE.parent
 
 #: modules that decide and never do I/O: the protocol package, and the public data modules
-PURE = sorted((PACKAGE / "protocol").glob("*.py")) + [
+PURE = [
+    *sorted((PACKAGE / "protocol").glob("*.py")),
     PACKAGE / "errors.py",
     PACKAGE / "types.py",
     PACKAGE / "webhooks.py",
@@ -108,7 +109,7 @@ def test_no_import_cycles() -> None:
 
     def visit(node: str, stack: list[str]) -> None:
         if node in stack:
-            cycle = stack[stack.index(node) :] + [node]
+            cycle = [*stack[stack.index(node) :], node]
             # A package's __init__ importing its own submodules is how packages work.
             if not all(step.startswith(cycle[0] + ".") for step in cycle[1:-1]):
                 pytest.fail("import cycle: " + " -> ".join(cycle))
