@@ -136,3 +136,18 @@ def test_nothing_reads_outside_the_repository() -> None:
         and outside in path.read_text(errors="replace")
     ]
     assert offenders == []
+
+
+def test_the_emulator_shares_no_protocol_code_with_the_client() -> None:
+    # Client and emulator each implement the protocol on their own, so that each checks
+    # the other: a shared bug would pass every end-to-end test.
+    allowed = {"replicate_async._aiter"}  # async-with plumbing, no protocol
+    for path in (PACKAGE / "testing").glob("*.py"):
+        borrowed = {
+            name
+            for name in imports_of(path)
+            if name.startswith("replicate_async.")
+            and not name.startswith("replicate_async.testing")
+            and name != "replicate_async._aiter.AsyncClosing"
+        }
+        assert borrowed <= allowed, f"{module_name(path)} uses the client's {borrowed - allowed}"
