@@ -34,7 +34,7 @@ from .errors import (
 )
 from .limiter import RateLimiter
 from .protocol import convert
-from .protocol.limits import RateLimits
+from .protocol.limits import RateLimits, lane_for
 from .protocol.polling import PollPolicy
 from .protocol.replies import Response, interpret
 from .protocol.retry import Action, RetryPolicy, decide, is_idempotent
@@ -97,7 +97,8 @@ class _Prepared(NamedTuple):
     content: bytes | None
     read_timeout: float | None
     idempotent: bool
-    is_create: bool
+    #: the rate-limit lane it draws from (protocol.limits.LANES)
+    lane: str
 
 
 class Session:
@@ -181,7 +182,7 @@ class Session:
             content,
             read_timeout,
             is_idempotent(method, path) if idempotent is None else idempotent,
-            is_create,
+            lane_for(method, path, is_create=is_create),
         )
 
     async def request(
@@ -219,7 +220,7 @@ class Session:
             idempotent=idempotent,
             prefer_wait=prefer_wait,
         )
-        lane = self.limiter.lane(req.is_create)
+        lane = self.limiter.lane(req.lane)
         timing, policy = self.timing, self.config.retry
         failures = throttles = 0
         started = sent_at = 0.0
@@ -227,9 +228,9 @@ class Session:
             await lane.acquire()
             if not sent_at:
                 started, sent_at = timing.monotonic(), timing.wall()
-            # A multipart body is built afresh for each attempt: file parts are streams.
-            form = await multipart() if multipart is not None else None
             try:
+                # A multipart body is built afresh for each attempt: file parts are streams.
+                form = await multipart() if multipart is not None else None
                 result: Response | TransportError = await self.transport.send(
                     req.method,
                     req.url,
@@ -240,6 +241,9 @@ class Session:
                 )
             except TransportError as exc:
                 result = exc
+            except BaseException:
+                lane.abandon()  # cancelled, or a bad file input: no outcome to learn from
+                raise
             outcome = interpret(result, now=timing.wall())
             lane.feedback(outcome)
             if outcome.ok:

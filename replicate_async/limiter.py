@@ -1,4 +1,4 @@
-"""The rate limiter a session draws from: two lanes, each a bucket, its controller and a queue.
+"""The rate limiter a session draws from: a lane per server bucket, each with a FIFO queue.
 
 The arithmetic and the adapting are pure (:mod:`.protocol.limits`); this module adds
 the one thing they cannot do, waiting: a FIFO queue per lane, in which only the request
@@ -18,7 +18,7 @@ __all__ = ["Lane", "RateLimiter"]
 
 
 class Lane:
-    """One limit class (creates, or the rest): a bucket kept in step with the server.
+    """One of the server's buckets (creates, prediction GETs, the rest), kept in step.
 
     Waiters are served first come, first served: ``asyncio.Lock`` wakes its waiters in
     FIFO order, and only the waiter holding the lock sleeps for tokens. A waiter that is
@@ -45,24 +45,31 @@ class Lane:
         return self._lock.locked()
 
     async def acquire(self) -> None:
-        """Wait until a token is available, then take it."""
-        bucket = self.controller.bucket
+        """Wait until a token is available, then take it (the request counts as in flight)."""
+        controller = self.controller
+        bucket = controller.bucket
         # Fast path: nobody queued and a token ready.
         if not self._lock.locked() and bucket.take(self._clock()):
+            controller.sent()
             return
         async with self._lock:
             while not bucket.take(self._clock()):
                 await self._sleep(bucket.delay(self._clock()))
+        controller.sent()
 
     def feedback(self, outcome: Outcome) -> None:
-        """Let the controller learn from one attempt's outcome."""
+        """Let the controller learn from one attempt's outcome (it is no longer in flight)."""
         self.controller.feedback(outcome, self._clock())
+
+    def abandon(self) -> None:
+        """A request that took a token ended with no outcome (it was cancelled)."""
+        self.controller.abandoned()
 
 
 class RateLimiter:
-    """The two lanes of one API token. Share one between clients that share a token."""
+    """The lanes of one API token. Share one between clients that share a token."""
 
-    __slots__ = ("create", "limits", "other")
+    __slots__ = ("create", "get", "limits", "other")
 
     def __init__(
         self,
@@ -76,25 +83,15 @@ class RateLimiter:
         clock = clock or real.monotonic
         sleep = sleep or real.sleep
         now = clock()
-        self.create, self.other = (
-            Lane(
-                RateController.per_minute(
-                    self.limits.per_minute(is_create), self.limits.max_burst(is_create), now=now
-                ),
-                clock,
-                sleep,
-            )
-            for is_create in (True, False)
-        )
+        #: the three-prediction-create endpoints
+        self.create = Lane(RateController.for_lane(self.limits, "create", now=now), clock, sleep)
+        #: ``GET /predictions/{id}``
+        self.get = Lane(RateController.for_lane(self.limits, "get", now=now), clock, sleep)
+        #: everything else
+        self.other = Lane(RateController.for_lane(self.limits, "other", now=now), clock, sleep)
 
-    def lane(self, is_create: bool) -> Lane:
-        """The lane a request draws from."""
-        return self.create if is_create else self.other
-
-    async def acquire(self, is_create: bool) -> None:
-        """Wait for a token of the request's limit class."""
-        await (self.create if is_create else self.other).acquire()
-
-    def feedback(self, is_create: bool, outcome: Outcome) -> None:
-        """Feed one attempt's outcome to the lane it drew from."""
-        (self.create if is_create else self.other).feedback(outcome)
+    def lane(self, kind: str) -> Lane:
+        """The lane a request draws from: ``"create"``, ``"get"`` or ``"other"``."""
+        if kind == "create":
+            return self.create
+        return self.get if kind == "get" else self.other

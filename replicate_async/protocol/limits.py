@@ -1,32 +1,44 @@
 """Rate-limit arithmetic, sans I/O: the token bucket, and the controller that adapts it.
 
-Two pieces, each taking the time as an argument (``now``, seconds on a monotonic clock):
+Replicate keeps a token bucket per API token for each kind of request, and says what is
+left in every reply (``ratelimit-remaining``). The recorded replies show three buckets:
+creates (599 left after a create: a burst of 600), prediction GETs (59999 left) and
+everything else (2999). The client keeps a lane for each (:data:`LANES`), and in each:
 
 - :class:`TokenBucket` is arithmetic only: ``rate`` tokens a second up to ``capacity``,
-  ``take``, ``delay`` until the next token, ``pause`` everything for a while.
-- :class:`RateController` decides how the bucket should change from what the server
-  says, because the server's bucket may be shared with other processes using the token:
+  ``take``, ``delay`` until the next token, ``pause`` everything for a while;
+- :class:`RateController` decides how the bucket changes from what the server says:
 
-  - slow start: the burst begins at one request and doubles each time a reply's
-    ``ratelimit-remaining`` shows room, up to the configured burst;
-  - every reply's ``ratelimit-remaining`` lowers our tokens to the server's count, and
-    a count falling to its last token slows our rate by a quarter, before any 429;
+  - slow start: the burst is one request until a reply reports the server's bucket;
+  - **the server's grant is spent**: a reply's ``ratelimit-remaining``, less what is
+    still in flight and less a reserve for other users of the token, may go at once,
+    and the bucket learns the server's capacity (the most it ever reported, plus one);
+  - a count below ours lowers ours (others share the token), and one falling to its
+    last token while we thought we had more slows our rate by a quarter, before a 429;
   - a 429 halves the rate and the burst (once for a volley of replies that carry the
     same news) and holds every request for the server's delay;
   - a limit the server states in words ("reduced to 6 requests per minute with a burst
     of 1") is adopted and held for a minute before probing up;
   - while requests succeed, the rate grows back by 2% of the configured rate a second.
 
-Waiting for tokens (the FIFO queue of requests) is the I/O side's job: ``limiter.py``.
+The configured rates are ceilings: the server's word can only slow us, and its burst
+is the only thing that lets us go faster than the rate. Waiting for tokens (the FIFO
+queue of requests) is the I/O side's job: ``limiter.py``.
 """
 
 from __future__ import annotations
+
+import math
+import re
 
 import attrs
 
 from .replies import Outcome
 
-__all__ = ["RateController", "RateLimits", "TokenBucket"]
+__all__ = ["LANES", "RateController", "RateLimits", "TokenBucket", "lane_for"]
+
+#: the server's buckets, as the recorded replies show them
+LANES = ("create", "get", "other")
 
 # Refill arithmetic can leave 0.9999999 tokens, and a sleep of 1e-17 s does not move a
 # float clock: without this tolerance a waiter could spin forever.
@@ -44,40 +56,63 @@ _STATED_HOLD = 60.0
 #: a 429 that gives no delay holds the bucket this long
 _DEFAULT_PAUSE = 1.0
 
+_PREDICTION = re.compile(r"^/predictions/[^/?]+$")
+
+
+def lane_for(method: str, path: str, *, is_create: bool) -> str:
+    """Which of the server's buckets a request draws from (see :data:`LANES`)."""
+    if is_create:
+        return "create"
+    if method == "GET" and _PREDICTION.match(path):
+        return "get"
+    return "other"
+
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float | None) -> None:
     if value is not None and not value > 0:
         raise ValueError(f"RateLimits.{attribute.name} must be > 0, got {value!r}")
 
 
+def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"RateLimits.{attribute.name} must be in [0, 1), got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class RateLimits:
-    """Requests per minute the client allows itself, per API token.
+    """Requests per minute the client allows itself, per API token: ceilings.
 
-    Replicate's defaults are 600 creates and 3000 other requests a minute; an account
-    without a payment method gets about 6 creates a minute with a burst of 1, so pass
-    ``RateLimits(create_per_minute=6, burst=1)`` there. ``burst`` (requests that may go
-    at once after an idle spell) defaults to about one second's worth, at least 1.
+    Replicate documents 600 creates and 3000 other requests a minute (prediction GETs
+    have a bucket of their own; its rate is undocumented, so the general one is used).
+    An account without a payment method gets about 6 creates a minute with a burst of 1:
+    pass ``RateLimits(create_per_minute=6, burst=1)`` there.
+
+    ``burst``: the most requests of one kind that may go at once. None (the default)
+    learns it from the server: one request until a reply says how many it would take,
+    then what it says. ``reserve``: the share of the server's reported budget left for
+    other users of the same token (other processes, other machines).
     """
 
     create_per_minute: float = attrs.field(default=600.0, validator=_positive)
     other_per_minute: float = attrs.field(default=3000.0, validator=_positive)
+    get_per_minute: float = attrs.field(default=3000.0, validator=_positive)
     burst: float | None = attrs.field(default=None, validator=_positive)
+    reserve: float = attrs.field(default=0.05, validator=_fraction)
 
-    def per_minute(self, is_create: bool) -> float:
-        """The configured rate of one limit class."""
-        return self.create_per_minute if is_create else self.other_per_minute
-
-    def max_burst(self, is_create: bool) -> float:
-        """The largest burst of one limit class: ``burst``, or a second's worth."""
-        if self.burst is not None:
-            return self.burst
-        return max(1.0, self.per_minute(is_create) / 60.0)
+    def per_minute(self, lane: str) -> float:
+        """The configured rate of one lane."""
+        if lane == "create":
+            return self.create_per_minute
+        if lane == "get":
+            return self.get_per_minute
+        return self.other_per_minute
 
     @classmethod
     def unlimited(cls) -> RateLimits:
         """No client-side limit (the server's 429s still apply). For local emulators."""
-        return cls(create_per_minute=1e12, other_per_minute=1e12, burst=1e12)
+        return cls(
+            create_per_minute=1e12, other_per_minute=1e12, get_per_minute=1e12, burst=1e12
+        )
 
 
 class TokenBucket:
@@ -155,13 +190,20 @@ class TokenBucket:
         if tokens < self.tokens:
             self.tokens = max(0.0, tokens)
 
+    def raise_to(self, now: float, tokens: float) -> None:
+        """Hold at least ``tokens`` now, within the capacity (never while paused)."""
+        self._refill(now)
+        if now >= self.paused_until and tokens > self.tokens:
+            self.tokens = min(self.capacity, tokens)
+
 
 class RateController:
     """Keeps one :class:`TokenBucket` in step with the server, from each attempt's Outcome.
 
-    It never raises the bucket above ``max_rate`` and ``max_capacity`` (the configured
-    limit): the server's word can only slow us, and successes only win back what 429s
-    took.
+    ``max_rate`` (the configured rate) and ``max_capacity`` (the configured burst, or
+    infinity to learn it) are ceilings; ``reserve`` is the share of the server's budget
+    left to others. ``in_flight`` counts requests sent and not yet answered: the server
+    may not have counted them yet, so they are not spent twice.
     """
 
     __slots__ = (
@@ -170,29 +212,54 @@ class RateController:
         "_hold_until",
         "_last_remaining",
         "bucket",
+        "in_flight",
         "max_capacity",
         "max_rate",
+        "reserve",
+        "server_capacity",
     )
 
-    def __init__(self, bucket: TokenBucket, *, max_capacity: float, now: float) -> None:
+    def __init__(
+        self,
+        bucket: TokenBucket,
+        *,
+        max_capacity: float,
+        now: float,
+        reserve: float = 0.0,
+    ) -> None:
         self.bucket = bucket
         self.max_rate = bucket.rate
         self.max_capacity = max_capacity
+        self.reserve = reserve
+        #: the largest bucket the server has shown (None until a reply says)
+        self.server_capacity: float | None = None
+        self.in_flight = 0
         self._hold_until = 0.0
         self._cut_at = -1e18
         self._grown_at = now
-        self._last_remaining = float("inf")
+        self._last_remaining = math.inf
 
     @classmethod
-    def per_minute(cls, per_minute: float, burst: float, *, now: float) -> RateController:
-        """A bucket of ``per_minute`` a minute whose burst grows from 1 to ``burst``."""
-        return cls(TokenBucket(per_minute / 60.0, 1.0, now=now), max_capacity=burst, now=now)
+    def for_lane(cls, limits: RateLimits, lane: str, *, now: float) -> RateController:
+        """The controller of one lane: slow start (a burst of one) until the server says."""
+        ceiling = math.inf if limits.burst is None else limits.burst
+        bucket = TokenBucket(limits.per_minute(lane) / 60.0, min(1.0, ceiling), now=now)
+        return cls(bucket, max_capacity=ceiling, now=now, reserve=limits.reserve)
+
+    def sent(self) -> None:
+        """A request of this lane left (after its token was taken)."""
+        self.in_flight += 1
+
+    def abandoned(self) -> None:
+        """A request of this lane ended without a word from anyone (cancelled)."""
+        self.in_flight = max(0, self.in_flight - 1)
 
     def feedback(self, outcome: Outcome, now: float) -> None:
         """Learn from one attempt: its ``ratelimit-remaining``, success, or 429."""
+        self.in_flight = max(0, self.in_flight - 1)
         if outcome.remaining is not None:
             self.observe(outcome.remaining, now)
-        if outcome.ok:
+        if outcome.error is None:
             self.grant(now)
         elif outcome.throttled:
             pause = _DEFAULT_PAUSE if outcome.server_delay is None else outcome.server_delay
@@ -215,23 +282,36 @@ class RateController:
         self._cut_at = self._grown_at = now
         return True
 
+    def _learn(self, remaining: float) -> None:
+        # A reply leaves ``remaining`` after taking one: the bucket holds at least one more.
+        seen = remaining + 1
+        if self.server_capacity is None or seen > self.server_capacity:
+            self.server_capacity = seen
+        usable = self.server_capacity * (1 - self.reserve)
+        self.bucket.set_capacity(max(1.0, min(self.max_capacity, usable)))
+
     def observe(self, remaining: float, now: float) -> None:
         """Follow the server's count of what is left (the ``ratelimit-remaining`` header).
 
-        Lower our tokens to it, never raise them above ours: others may share the token.
-        When the server's count is falling to its last token, slow down now rather than
-        hear 429 next (a count that stays at 0 is a server with no burst, paced right).
-        With plenty of room, let bursts grow.
+        A count below ours lowers ours: others may share the token, and one falling to
+        its last token while we thought we had more means they are using it: slow down
+        now rather than hear 429 next (a count that stays at 0 is a server with no burst,
+        paced right; one we drained ourselves is no news). A count above ours is budget
+        the server grants: spend it, less what is in flight and less the reserve.
         """
         bucket = self.bucket
-        bucket.lower(now, remaining)
+        self._learn(remaining)
+        ours = bucket.available(now)
         falling = remaining < self._last_remaining
         self._last_remaining = remaining
-        if remaining <= _LOW_WATER and falling:
-            if self._may_cut(now):
+        if remaining < ours:
+            bucket.lower(now, remaining)
+            if remaining <= _LOW_WATER and falling and self._may_cut(now):
                 self._set_rate(now, bucket.rate * 0.75)
-        elif remaining >= 2 * bucket.capacity and bucket.capacity < self.max_capacity:
-            bucket.set_capacity(min(self.max_capacity, bucket.capacity * 2))
+            return
+        assert self.server_capacity is not None
+        grant = remaining - self.in_flight - self.reserve * self.server_capacity
+        bucket.raise_to(now, grant)
 
     def grant(self, now: float) -> None:
         """A request went through: win back some of the configured rate, by elapsed time."""
@@ -253,5 +333,6 @@ class RateController:
         """Adopt a limit the server stated, and keep to it for a while before probing up."""
         self._set_rate(now, per_minute / 60.0)
         if burst is not None:
-            self.bucket.set_capacity(min(self.max_capacity, max(1.0, burst)))
+            self.max_capacity = min(self.max_capacity, max(1.0, burst))
+            self.bucket.set_capacity(self.max_capacity)
         self._hold_until = now + _STATED_HOLD

@@ -38,10 +38,13 @@ class Emulator(AsyncClosing):
     to a client. ``start_delay`` is how long predictions stay ``starting``; ``page_size``
     the size of list pages.
 
-    Rate limits are token buckets per API token, one for the three create endpoints and
-    one for the rest: ``create_per_minute`` / ``other_per_minute`` refill them and
-    ``create_burst`` / ``other_burst`` size them (a minute's worth by default, as the
-    real headers suggest). ``ratelimit-remaining`` / ``ratelimit-reset`` are always sent;
+    Rate limits are token buckets per API token, as Replicate's headers show them: one
+    for the three create endpoints, one for ``GET /predictions/{id}`` and one for the
+    rest. ``create_per_minute`` / ``get_per_minute`` / ``other_per_minute`` refill them
+    and ``create_burst`` / ``get_burst`` / ``other_burst`` size them (by default a
+    minute's worth for creates and the rest, 20 minutes' worth for prediction GETs: 600,
+    60,000 and 3,000, as the recorded replies show 599, 59999 and 2999 left after one).
+    ``ratelimit-remaining`` / ``ratelimit-reset`` are always sent;
     with ``enforce_limits=True`` a request finding its bucket empty gets Replicate's 429
     ("Request was throttled. Expected available in 1 second."), or with
     ``low_credit=True`` the wording that states the reduced create limit. Scale the rates
@@ -58,8 +61,10 @@ class Emulator(AsyncClosing):
         page_size: int = 100,
         create_per_minute: float = 600,
         other_per_minute: float = 3000,
+        get_per_minute: float = 3000,
         create_burst: float | None = None,
         other_burst: float | None = None,
+        get_burst: float | None = None,
         enforce_limits: bool = False,
         low_credit: bool = False,
         stream_idle_timeout: float = 30.0,
@@ -73,8 +78,10 @@ class Emulator(AsyncClosing):
             page_size=page_size,
             create_per_minute=create_per_minute,
             other_per_minute=other_per_minute,
+            get_per_minute=get_per_minute,
             create_burst=create_burst,
             other_burst=other_burst,
+            get_burst=get_burst,
             enforce_limits=enforce_limits,
             low_credit=low_credit,
             stream_idle_timeout=stream_idle_timeout,

@@ -16,8 +16,10 @@ async def _serve(args: argparse.Namespace) -> None:
         start_delay=args.start_delay,
         create_per_minute=args.create_per_minute,
         other_per_minute=args.other_per_minute,
+        get_per_minute=args.get_per_minute,
         create_burst=args.create_burst,
         other_burst=args.other_burst,
+        get_burst=args.get_burst,
         enforce_limits=args.enforce_limits,
         low_credit=args.low_credit,
         max_file_size=args.max_file_size,
@@ -40,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start-delay", type=float, default=0.0)
     parser.add_argument("--create-per-minute", type=float, default=600)
     parser.add_argument("--other-per-minute", type=float, default=3000)
+    parser.add_argument("--get-per-minute", type=float, default=3000)
     parser.add_argument("--create-burst", type=float, default=None)
     parser.add_argument("--other-burst", type=float, default=None)
+    parser.add_argument("--get-burst", type=float, default=None)
     parser.add_argument("--enforce-limits", action="store_true", help="answer 429 over limits")
     parser.add_argument("--low-credit", action="store_true", help="429s state the limit")
     parser.add_argument("--max-file-size", type=int, default=100 * 1024 * 1024)

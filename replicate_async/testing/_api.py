@@ -55,6 +55,15 @@ _HARDWARE = [
 ]
 
 
+def _bucket_kind(method: str, route: str) -> str:
+    """Which of the token's buckets a request draws from."""
+    if (method, route) in CREATE_ROUTES:
+        return "create"
+    if (method, route) == ("GET", "/predictions/{id}"):
+        return "get"
+    return "other"
+
+
 # -- middleware ------------------------------------------------------------------------
 
 
@@ -92,8 +101,8 @@ async def _serve(
     if scheme.lower() not in ("bearer", "token") or token.strip() not in state.tokens:
         # The real 401 carries no rate-limit headers.
         return problem(401, "You did not pass a valid authentication token", "Unauthenticated")
-    create = (method, route) in CREATE_ROUTES
-    bucket = state.limits.bucket(token.strip(), create)
+    kind = _bucket_kind(method, route)
+    bucket = state.limits.bucket(token.strip(), kind)
     now = time.monotonic()
     allowed = bucket.take(now) or not state.config.enforce_limits
     # Whole seconds until the next token, as the real headers and 429 texts give it.
@@ -103,8 +112,9 @@ async def _serve(
         "ratelimit-reset": str(reset),
     }
     if not allowed:
-        detail = throttled_detail(state.config, bucket, create, reset)
-        extra: dict[str, Any] = {"retry_after": reset} if state.config.low_credit and create else {}
+        detail = throttled_detail(state.config, bucket, kind, reset)
+        low_credit = state.config.low_credit and kind == "create"
+        extra: dict[str, Any] = {"retry_after": reset} if low_credit else {}
         reply = problem(429, detail, **extra)
         reply.headers.update(limit_headers)
         return reply

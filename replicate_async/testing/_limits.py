@@ -1,7 +1,11 @@
-"""The emulator's rate limits: a plain token bucket per API token and limit class.
+"""The emulator's rate limits: a plain token bucket per API token and kind of request.
 
 Its own arithmetic, deliberately not the client's adaptive buckets: a server bucket
-simply refills at its rate up to its burst. Replicate's 429 wordings are here too.
+simply refills at its rate up to its burst. As on Replicate, there are three: creates
+(the three create endpoints; a burst of a minute's worth, 600: the recorded replies
+show 599 left after one), prediction GETs (``GET /predictions/{id}``; a burst of 20
+minutes' worth, 60,000: 59999 left after one) and everything else (a minute's worth,
+3000). Replicate's 429 wordings are here too.
 """
 
 from __future__ import annotations
@@ -57,26 +61,27 @@ class ServerLimits:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self._config = config
-        self._buckets: dict[tuple[str, bool], ServerBucket] = {}
+        self._buckets: dict[tuple[str, str], ServerBucket] = {}
 
-    def bucket(self, token: str, create: bool) -> ServerBucket:
-        """The bucket of one token and one limit class."""
-        key = (token, create)
+    def bucket(self, token: str, kind: str) -> ServerBucket:
+        """The bucket of one token and one kind: ``"create"``, ``"get"`` or ``"other"``."""
+        key = (token, kind)
         found = self._buckets.get(key)
         if found is None:
             c = self._config
-            per_minute = c.create_per_minute if create else c.other_per_minute
-            burst = c.create_burst if create else c.other_burst
-            # A minute's worth unless set: the recorded headers show 599 left after a create.
+            per_minute, burst, minutes = {
+                "create": (c.create_per_minute, c.create_burst, 1),
+                "get": (c.get_per_minute, c.get_burst, 20),
+            }.get(kind, (c.other_per_minute, c.other_burst, 1))
             found = self._buckets[key] = ServerBucket(
-                per_minute / 60, burst or per_minute, time.monotonic()
+                per_minute / 60, burst or per_minute * minutes, time.monotonic()
             )
         return found
 
 
-def throttled_detail(config: EmulatorConfig, bucket: ServerBucket, create: bool, reset: int) -> str:
+def throttled_detail(config: EmulatorConfig, bucket: ServerBucket, kind: str, reset: int) -> str:
     """The 429 detail as Replicate words it (the low-credit wording states the limit)."""
-    if config.low_credit and create:
+    if config.low_credit and kind == "create":
         return (
             "Request was throttled. Your rate limit for creating predictions is reduced to "
             f"{bucket.per_second * 60:g} requests per minute with a burst of {bucket.burst:g} "

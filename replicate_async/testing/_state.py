@@ -21,8 +21,10 @@ class EmulatorConfig:
     page_size: int = 100
     create_per_minute: float = 600
     other_per_minute: float = 3000
+    get_per_minute: float = 3000
     create_burst: float | None = None
     other_burst: float | None = None
+    get_burst: float | None = None
     enforce_limits: bool = False
     low_credit: bool = False
     stream_idle_timeout: float = 30.0

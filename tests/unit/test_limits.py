@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
 from replicate_async import errors as e
 from replicate_async.limiter import Lane, RateLimiter
-from replicate_async.protocol.limits import RateController, RateLimits, TokenBucket
+from replicate_async.protocol.limits import RateController, RateLimits, TokenBucket, lane_for
 from replicate_async.protocol.replies import Failure, Outcome, Response
 
 
@@ -85,19 +86,44 @@ def controller(rate: float = 10.0, capacity: float = 10.0) -> RateController:
     return RateController(TokenBucket(rate, capacity), max_capacity=capacity, now=0.0)
 
 
-def test_limits_start_with_a_burst_of_one() -> None:
+def test_limits_start_with_a_burst_of_one_and_lanes_pick_the_servers_bucket() -> None:
     limits = RateLimits()
-    create = RateController.per_minute(limits.per_minute(True), limits.max_burst(True), now=0.0)
+    create = RateController.for_lane(limits, "create", now=0.0)
     assert create.bucket.rate == pytest.approx(10.0)
-    assert create.max_capacity == pytest.approx(10.0)  # about one second's worth
-    assert create.bucket.capacity == 1.0  # slow start
-    assert limits.per_minute(False) / 60 == pytest.approx(50.0)
-    low = RateLimits(create_per_minute=6, burst=1)
-    assert low.max_burst(True) == 1 and low.per_minute(True) == 6
+    assert create.bucket.capacity == 1.0  # slow start: until the server says
+    assert create.max_capacity == math.inf  # the burst is learned
+    assert limits.per_minute("other") / 60 == pytest.approx(50.0)
+    assert limits.per_minute("get") / 60 == pytest.approx(50.0)
+    low = RateController.for_lane(RateLimits(create_per_minute=6, burst=1), "create", now=0)
+    assert low.max_capacity == 1 and low.bucket.rate == pytest.approx(0.1)
     with pytest.raises(ValueError, match="create_per_minute"):
         RateLimits(create_per_minute=0)
     with pytest.raises(ValueError, match="burst"):
         RateLimits(burst=-1)
+    with pytest.raises(ValueError, match="reserve"):
+        RateLimits(reserve=1.0)
+    assert lane_for("POST", "/predictions", is_create=True) == "create"
+    assert lane_for("GET", "/predictions/abc", is_create=False) == "get"
+    assert lane_for("GET", "/predictions", is_create=False) == "other"
+    assert lane_for("POST", "/predictions/abc/cancel", is_create=False) == "other"
+
+
+def test_the_servers_burst_is_spent_at_once_less_the_reserve_and_what_is_in_flight() -> None:
+    c = RateController.for_lane(RateLimits(create_per_minute=6000), "create", now=0.0)
+    assert c.bucket.take(0.0)
+    c.sent()
+    c.feedback(ok(remaining=599), 0.0)  # a fresh token: 600 at once, as Replicate allows
+    assert c.server_capacity == 600
+    assert c.bucket.capacity == pytest.approx(570)  # 5% left for others by default
+    assert c.bucket.available(0.0) == pytest.approx(569)
+    for _ in range(569):
+        assert c.bucket.take(0.0)
+        c.sent()
+    assert not c.bucket.take(0.0)
+    # replies to those come back: their counts do not hand out the same budget again
+    c.feedback(ok(remaining=598), 0.001)
+    assert c.bucket.available(0.001) < 1
+    assert c.bucket.rate == pytest.approx(100.0)  # and draining it ourselves is no news
 
 
 def test_remaining_lowers_our_tokens_to_the_servers_count() -> None:
@@ -105,8 +131,6 @@ def test_remaining_lowers_our_tokens_to_the_servers_count() -> None:
     c.feedback(ok(remaining=3), 0.0)
     for _ in range(3):
         assert c.bucket.take(0.0)
-    assert not c.bucket.take(0.0)
-    c.feedback(ok(remaining=500), 0.0)
     assert not c.bucket.take(0.0)
 
 
@@ -124,13 +148,15 @@ def test_the_servers_last_token_slows_us_before_a_429() -> None:
     assert c.bucket.rate == pytest.approx(7.5 * 0.75)
 
 
-def test_bursts_grow_while_the_server_has_room() -> None:
-    c = RateController.per_minute(600, 10, now=0.0)
-    sizes = [c.bucket.capacity]
-    for _ in range(5):
-        c.feedback(ok(remaining=599), 0.0)
-        sizes.append(c.bucket.capacity)
-    assert sizes == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+def test_the_burst_is_learned_and_a_configured_one_is_a_ceiling() -> None:
+    c = RateController.for_lane(RateLimits(), "other", now=0.0)
+    c.feedback(ok(remaining=2999), 0.0)
+    assert c.server_capacity == 3000 and c.bucket.capacity == pytest.approx(2850)
+    c.feedback(ok(remaining=10), 1.0)  # a lower count later does not shrink what was seen
+    assert c.server_capacity == 3000
+    capped = RateController.for_lane(RateLimits(burst=5), "other", now=0.0)
+    capped.feedback(ok(remaining=2999), 0.0)
+    assert capped.bucket.capacity == 5 and capped.bucket.available(0.0) == 5
 
 
 def test_a_429_halves_rate_and_burst_once_and_pauses_everyone() -> None:
@@ -163,7 +189,7 @@ def test_successes_win_back_the_configured_rate() -> None:
 
 
 def test_a_stated_limit_is_adopted_and_held() -> None:
-    c = RateController.per_minute(600, 10, now=0.0)
+    c = RateController.for_lane(RateLimits(), "create", now=0.0)
     c.feedback(throttled(1.0, stated=(6.0, 1.0)), 0.0)
     assert c.bucket.rate == pytest.approx(0.1)
     assert c.bucket.capacity == 1.0
@@ -256,9 +282,22 @@ async def test_a_cancelled_waiter_gives_its_place_to_the_next() -> None:
     assert got == ["second"]
 
 
-def test_a_limiter_has_a_lane_per_limit_class() -> None:
-    limiter = RateLimiter(RateLimits(create_per_minute=60))
-    assert limiter.lane(True) is limiter.create
-    assert limiter.lane(False) is limiter.other
+def test_a_limiter_has_a_lane_per_server_bucket() -> None:
+    limiter = RateLimiter(RateLimits(create_per_minute=60, get_per_minute=120))
+    assert limiter.lane("create") is limiter.create
+    assert limiter.lane("get") is limiter.get
+    assert limiter.lane("other") is limiter.other
     assert limiter.create.bucket.rate == pytest.approx(1.0)
+    assert limiter.get.bucket.rate == pytest.approx(2.0)
     assert limiter.other.bucket.rate == pytest.approx(50.0)
+
+
+async def test_a_lane_counts_what_is_in_flight() -> None:
+    t = FakeTime()
+    waiting = lane(t, rate=10.0, capacity=5.0)
+    await waiting.acquire()
+    await waiting.acquire()
+    assert waiting.controller.in_flight == 2
+    waiting.feedback(ok())
+    waiting.abandon()
+    assert waiting.controller.in_flight == 0

@@ -269,7 +269,7 @@ async def test_a_shared_limiter_paces_two_clients_together(fake_time: FakeTime) 
     from replicate_async import RateLimiter, RateLimits
 
     shared = RateLimiter(
-        RateLimits(other_per_minute=60, burst=1), clock=fake_time.clock, sleep=fake_time.sleep
+        RateLimits(get_per_minute=60, burst=1), clock=fake_time.clock, sleep=fake_time.sleep
     )
     a = AsyncReplicate(api_token=TOKEN, base_url=BASE, limiter=shared, sleep=fake_time.sleep)
     b = AsyncReplicate(api_token=TOKEN, base_url=BASE, limiter=shared, sleep=fake_time.sleep)
