@@ -1,14 +1,12 @@
-"""Closing by context: the ``async with`` base class, and the handle over async generators."""
+"""Closing by context: the ``async with`` base class of everything that holds a resource."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import TypeVar
 
-__all__ = ["AsyncClosing", "AsyncIteratorHandle"]
+__all__ = ["AsyncClosing"]
 
-T = TypeVar("T")
 _S = TypeVar("_S", bound="AsyncClosing")
 
 
@@ -31,26 +29,3 @@ class AsyncClosing:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-class AsyncIteratorHandle(AsyncClosing, Generic[T]):
-    """What ``watch``, ``run_many`` and friends return, without ``await``.
-
-    The generator's body (and so its first request) starts on the first iteration.
-    ``break``, ``aclose()`` or leaving ``async with`` runs its cleanup at once.
-    """
-
-    __slots__ = ("_gen",)
-
-    def __init__(self, gen: AsyncGenerator[T, None]) -> None:
-        self._gen = gen
-
-    def __aiter__(self) -> AsyncIteratorHandle[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        return await self._gen.__anext__()
-
-    async def aclose(self) -> None:
-        """Stop, releasing whatever the iteration holds."""
-        await self._gen.aclose()

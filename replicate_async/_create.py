@@ -79,22 +79,26 @@ class Creator:
         """Find what an unknown create made: same input and version, recent, not ours yet."""
         since = unknown.sent_after - _CLOCK_SKEW if unknown.sent_after else None
         params = {"created_after": since.isoformat() if since else None}
+        failed: ReplicateError | None = None
         for wait in _RECOVERY_WAITS:
             # The create may still be in the server's hands: give it a moment each time.
             await self._session.sleep(wait)
             try:
                 found = await self._look(target, body, cls, params, since)
-            except ReplicateError:
-                break  # cannot look: report what happened to the create, as it happened
+            except ReplicateError as error:
+                failed = error  # cannot look: say so, beside what happened to the create
+                break
             if found is not None:
                 return found
-        else:
-            cause = unknown.__cause__
-            assert isinstance(cause, ReplicateError)
-            raise CreateOutcomeUnknownError.after(
-                cause, sent_after=unknown.sent_after, sent_before=unknown.sent_before, looked=True
-            ) from cause
-        raise unknown
+        cause = unknown.__cause__
+        assert isinstance(cause, ReplicateError)
+        raise CreateOutcomeUnknownError.after(
+            cause,
+            sent_after=unknown.sent_after,
+            sent_before=unknown.sent_before,
+            looked=failed is None,
+            lookup_error=failed,
+        ) from cause
 
     async def _look(
         self,
@@ -106,7 +110,7 @@ class Creator:
     ) -> J | None:
         pager = list_pages(self._session, target.list_path, cls, params=params)
         while (page := await pager.next_page()) is not None:
-            found = find_created(page.results, body, self._claims)
+            found = find_created(page.results, target, body, self._claims)
             # Lists come newest first: a page reaching back before the window ends it.
             if found is not None or older_than(page.results, since):
                 return found

@@ -203,10 +203,12 @@ class CreateOutcomeUnknownError(ReplicateError):
         sent_after: datetime,
         sent_before: datetime,
         looked: bool = False,
+        lookup_error: ReplicateError | None = None,
     ) -> CreateOutcomeUnknownError:
         """The error for a create that failed with ``cause`` after it was sent.
 
-        ``looked``: the client already searched ``predictions.list()`` and found nothing.
+        ``looked``: the client already searched ``predictions.list()`` and found nothing;
+        ``lookup_error``: it tried to, and the search failed this way.
         """
         message = (
             f"{cause.message} The request was sent, so what it creates may exist; it was not "
@@ -219,6 +221,8 @@ class CreateOutcomeUnknownError(ReplicateError):
                 " No matching prediction was found in predictions.list(), so it was "
                 "probably not created; it was still not re-sent, to be safe."
             )
+        if lookup_error is not None:
+            message += f" Looking for it failed too: {lookup_error.message}"
         return cls(
             message,
             status=cause.status,

@@ -22,7 +22,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import unquote_to_bytes
 
 import aiofiles
@@ -259,7 +259,7 @@ class _Download(HoldsBody):
         if body.status >= 400:
             reply = await body.read()
             body.close()
-            raise _download_error(self._url, body.status, body.reason, reply)
+            _raise_download_error(self._url, body.status, body.reason, reply)
         etag = body.headers.get("ETag")
         if body.status == 206:
             match = _CONTENT_RANGE.match(body.headers.get("Content-Range", ""))
@@ -295,19 +295,17 @@ class _Download(HoldsBody):
         self._close_body()
 
 
-def _download_error(url: str, status: int, reason: str | None, body: bytes) -> Exception:
+def _raise_download_error(url: str, status: int, reason: str | None, body: bytes) -> NoReturn:
     error = error_from_response("GET", url, status, reason, body)
     if status in (403, 404, 410):
-        gone = NotFoundError(
+        raise NotFoundError(
             f"GET {url} failed with {status}: the file is gone. Prediction outputs expire "
             "an hour after the prediction finishes; run it again, or save outputs sooner.",
             status=status,
             method="GET",
             url=url,
-        )
-        gone.__cause__ = error
-        return gone
-    return error
+        ) from error
+    raise error
 
 
 def decode_output(value: Any, session: Session) -> Any:
@@ -434,6 +432,16 @@ def _replace(value: Any, done: dict[int, str]) -> Any:
     return done.get(id(value), value)
 
 
+def check_upload_size(file: FileInput) -> None:
+    """Refuse a file over Replicate's upload limit, before anything is sent."""
+    if file.size > MAX_UPLOAD_SIZE:
+        raise PayloadTooLargeError(
+            f"File {file.name!r} is {file.size / 1e6:.1f} MB; Replicate takes files up to "
+            f"{MAX_UPLOAD_SIZE // (1024 * 1024)} MB. Host it elsewhere and pass its URL "
+            "instead. Nothing was sent."
+        )
+
+
 async def prepare_input(
     input: Mapping[str, Any],
     upload: Callable[[FileInput], Awaitable[str]],
@@ -451,12 +459,7 @@ async def prepare_input(
     if not found:
         return dict(input)
     for _, file in found:
-        if file.size > MAX_UPLOAD_SIZE:
-            raise PayloadTooLargeError(
-                f"File input {file.name!r} is {file.size / 1e6:.1f} MB; Replicate takes files "
-                f"up to {MAX_UPLOAD_SIZE // (1024 * 1024)} MB. Host it elsewhere and pass its "
-                "URL instead. Nothing was sent."
-            )
+        check_upload_size(file)
         if file_encoding == "data-uri" and file.size > data_uri_limit:
             raise ValueError(
                 f"File input {file.name!r} is {file.size:,} bytes, over the data URI limit of "
@@ -485,11 +488,7 @@ async def upload_file(
     metadata: Mapping[str, Any] | None = None,
 ) -> File:
     """Upload ``file`` through ``POST /files`` as streamed multipart; over 100 MB is refused."""
-    if file.size > MAX_UPLOAD_SIZE:
-        raise PayloadTooLargeError(
-            f"{file.name!r} is {file.size / 1e6:.1f} MB; Replicate takes files up to "
-            f"{MAX_UPLOAD_SIZE // (1024 * 1024)} MB. Nothing was sent."
-        )
+    check_upload_size(file)
     name = filename or file.name
     kind = content_type or file.content_type
     meta = json.dumps(dict(metadata or {}))

@@ -21,18 +21,21 @@ class Lane:
     """One of the server's buckets (creates, prediction GETs, the rest), kept in step.
 
     Waiters are served first come, first served: ``asyncio.Lock`` wakes its waiters in
-    FIFO order, and only the waiter holding the lock sleeps for tokens. A waiter that is
-    cancelled while queued or sleeping takes no token and gives up its place. Idle, it
-    costs nothing: there is no background task.
+    FIFO order, and only the waiter holding the lock sleeps for tokens. A newcomer takes
+    the fast path only when nobody waits at all: between one waiter's release of the lock
+    and the next one's wake-up the lock looks free, and a newcomer must not slip in then.
+    A waiter that is cancelled while queued or sleeping takes no token and gives up its
+    place. Idle, it costs nothing: there is no background task.
     """
 
-    __slots__ = ("_clock", "_lock", "_sleep", "controller")
+    __slots__ = ("_clock", "_lock", "_sleep", "_waiting", "controller")
 
     def __init__(self, controller: RateController, clock: Clock, sleep: Sleep) -> None:
         self.controller = controller
         self._clock = clock
         self._sleep = sleep
         self._lock = asyncio.Lock()
+        self._waiting = 0  # requests queued or sleeping for a token
 
     @property
     def bucket(self) -> TokenBucket:
@@ -40,21 +43,25 @@ class Lane:
         return self.controller.bucket
 
     @property
-    def queued(self) -> bool:
-        """Whether requests are waiting for a token."""
-        return self._lock.locked()
+    def queued(self) -> int:
+        """How many requests are waiting for a token."""
+        return self._waiting
 
     async def acquire(self) -> None:
         """Wait until a token is available, then take it (the request counts as in flight)."""
         controller = self.controller
         bucket = controller.bucket
-        # Fast path: nobody queued and a token ready.
-        if not self._lock.locked() and bucket.take(self._clock()):
+        # Fast path: nobody waiting and a token ready.
+        if not self._waiting and bucket.take(self._clock()):
             controller.sent()
             return
-        async with self._lock:
-            while not bucket.take(self._clock()):
-                await self._sleep(bucket.delay(self._clock()))
+        self._waiting += 1
+        try:
+            async with self._lock:
+                while not bucket.take(self._clock()):
+                    await self._sleep(bucket.delay(self._clock()))
+        finally:
+            self._waiting -= 1
         controller.sent()
 
     def feedback(self, outcome: Outcome) -> None:

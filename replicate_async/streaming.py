@@ -76,6 +76,7 @@ class PredictionStream(HoldsBody):
         self._queue: collections.deque[ServerSentEvent | BaseException] = collections.deque()
         self._seen_ids: set[str] = set()
         self._outputs = 0  # output events given out, to know what is missing after a fallback
+        self._text = 0  # characters of text output given out, for a string output's rest
         self._finished = False
         self._reconnects = 0
         self._file_stream = False
@@ -90,7 +91,9 @@ class PredictionStream(HoldsBody):
                     raise StopAsyncIteration
                 await self._fill()
         except BaseException:
-            # An error, a cancellation, or the end: the connection goes now, not later.
+            # An error, a cancellation, or the end: the connection goes now, not later,
+            # and a second iteration does not start (or create) it all over again.
+            self._finished = True
             self._close_body()
             raise
         item = self._queue.popleft()
@@ -158,8 +161,9 @@ class PredictionStream(HoldsBody):
             await self._fall_back(error)
             return
         self._body = body
-        # A fresh decoder for a fresh connection, keeping the id to resume from.
-        self._decoder = SSEDecoder(self._decoder.last_event_id)
+        # A fresh decoder for a fresh connection, keeping the id to resume from and the
+        # reconnection delay the server asked for.
+        self._decoder = SSEDecoder(self._decoder.last_event_id, retry=self._decoder.retry)
 
     async def _reconnect_or_fall_back(self) -> None:
         if self._finished:
@@ -180,6 +184,7 @@ class PredictionStream(HoldsBody):
 
     def _output(self, event: ServerSentEvent) -> None:
         self._outputs += 1
+        self._text += len(event.data)
         if self._file_stream or is_file_url(event.data):
             event = attrs.evolve(event, file=FileOutput(event.data, self._session))
         self._queue.append(event)
@@ -191,6 +196,8 @@ class PredictionStream(HoldsBody):
             if event.id in self._seen_ids:
                 return  # replayed after a reconnect: already given out
             self._seen_ids.add(event.id)
+        # The connection works: the reconnect budget is per drop, not per stream.
+        self._reconnects = 0
         kind = event.event
         if kind == "output":
             self._output(event)
@@ -237,17 +244,22 @@ class PredictionStream(HoldsBody):
         try:
             final = await wait_for(self._session, self.prediction)
         except APIError:
-            if cause is not None:
-                raise cause from None
-            raise
+            if cause is None:
+                raise
+            final = None
+        if final is None:
+            # Why the stream could not go on says more than why polling failed too.
+            assert cause is not None
+            raise cause
         self.prediction = final
         self._finished = True
         output = final.output
         missing: list[Any]
         if isinstance(output, list):
             missing = output[self._outputs :]
-        elif isinstance(output, str) and self._outputs == 0:
-            missing = [output]
+        elif isinstance(output, str):
+            # Text streamed in pieces ends as one string: what follows the pieces given.
+            missing = [output[self._text :]] if len(output) > self._text else []
         else:
             missing = []
         for item in missing:

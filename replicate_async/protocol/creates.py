@@ -180,18 +180,20 @@ class Claims:
 
 
 def find_created(
-    candidates: Iterable[J], body: Mapping[str, Any], claimed: Container[str]
+    candidates: Iterable[J], target: Target, body: Mapping[str, Any], claimed: Container[str]
 ) -> J | None:
-    """The candidate a lost create made: same input (and version, if it named one), unclaimed.
+    """The candidate a lost create made: the same input and target, and not claimed.
 
-    ``body`` is what the create sent. The newest match wins (lists come newest first).
+    ``body`` is what the create sent; the target's identity (its version, model or
+    deployment) must be what the candidate reports, so a prediction of another model
+    with the same input is never adopted. The newest match wins (lists come newest
+    first).
     """
-    version = body.get("version")
     for candidate in candidates:
         if (
             candidate.id not in claimed
             and candidate.input == body["input"]
-            and (version is None or candidate.version == version)
+            and all(getattr(candidate, key, None) == value for key, value in target.identity)
         ):
             return candidate
     return None

@@ -73,6 +73,14 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float | None)
         raise ValueError(f"RateLimits.{attribute.name} must be > 0, got {value!r}")
 
 
+def _at_least_one(_: object, attribute: attrs.Attribute[float], value: float | None) -> None:
+    if value is not None and not value >= 1:
+        raise ValueError(
+            f"RateLimits.{attribute.name} must be at least 1 (a bucket that never holds a "
+            f"whole token would never let a request go), got {value!r}"
+        )
+
+
 def _fraction(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0 <= value < 1:
         raise ValueError(f"RateLimits.{attribute.name} must be in [0, 1), got {value!r}")
@@ -96,7 +104,7 @@ class RateLimits:
     create_per_minute: float = attrs.field(default=600.0, validator=_positive)
     other_per_minute: float = attrs.field(default=3000.0, validator=_positive)
     get_per_minute: float = attrs.field(default=3000.0, validator=_positive)
-    burst: float | None = attrs.field(default=None, validator=_positive)
+    burst: float | None = attrs.field(default=None, validator=_at_least_one)
     reserve: float = attrs.field(default=0.05, validator=_fraction)
 
     def per_minute(self, lane: str) -> float:
@@ -110,9 +118,7 @@ class RateLimits:
     @classmethod
     def unlimited(cls) -> RateLimits:
         """No client-side limit (the server's 429s still apply). For local emulators."""
-        return cls(
-            create_per_minute=1e12, other_per_minute=1e12, get_per_minute=1e12, burst=1e12
-        )
+        return cls(create_per_minute=1e12, other_per_minute=1e12, get_per_minute=1e12, burst=1e12)
 
 
 class TokenBucket:

@@ -48,6 +48,8 @@ class Target:
     label: str = ""
     #: what it creates: "predictions" or "trainings" (also the path that lists them)
     kind: str = "predictions"
+    #: (field, value) pairs what it creates reports: how a lost create is recognised
+    identity: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_create(self) -> bool:
@@ -89,7 +91,9 @@ def split_owner_name(ref: str, what: str = "model") -> tuple[str, str]:
 def model_target(ref: str) -> Target:
     """The target for an ``owner/name`` model (no version)."""
     owner, name = split_owner_name(ref)
-    return Target(f"/models/{quote(owner)}/{quote(name)}/predictions", {}, f"{owner}/{name}")
+    ref = f"{owner}/{name}"
+    path = f"/models/{quote(owner)}/{quote(name)}/predictions"
+    return Target(path, {}, ref, identity=(("model", ref),))
 
 
 @_cached
@@ -105,10 +109,10 @@ def version_target(version: str) -> Target:
             raise ValueError(
                 f"Invalid model reference {version!r}: expected owner/name:<version id>. {_FORMS}"
             )
-        return Target("/predictions", {"version": vid}, version)
+        return Target("/predictions", {"version": vid}, version, identity=(("version", vid),))
     if _VERSION.match(version) is None:
         raise ValueError(f"Invalid version id {version!r}. {_FORMS}")
-    return Target("/predictions", {"version": version}, version)
+    return Target("/predictions", {"version": version}, version, identity=(("version", version),))
 
 
 @_cached
@@ -116,7 +120,10 @@ def deployment_target(ref: str) -> Target:
     """The target for a deployment, ``owner/name``."""
     owner, name = split_owner_name(ref, "deployment")
     return Target(
-        f"/deployments/{quote(owner)}/{quote(name)}/predictions", {}, f"deployment {owner}/{name}"
+        f"/deployments/{quote(owner)}/{quote(name)}/predictions",
+        {},
+        f"deployment {owner}/{name}",
+        identity=(("deployment", f"{owner}/{name}"),),
     )
 
 
@@ -132,6 +139,7 @@ def training_target(model: str, version: str, destination: str) -> Target:
         {"destination": destination.strip()},
         f"training of {owner}/{name}:{vid}",
         "trainings",
+        (("version", vid),),
     )
 
 
@@ -150,7 +158,7 @@ def parse_ref(ref: str) -> Target:
         raise TypeError(f"model reference must be a str, got {type(ref).__name__}. {_FORMS}")
     text = ref.strip()
     if _VERSION_ID.match(text):
-        return Target("/predictions", {"version": text}, text)
+        return Target("/predictions", {"version": text}, text, identity=(("version", text),))
     if ":" in text:
         return version_target(text)
     if "/" in text:

@@ -3,8 +3,8 @@
 The request loop asks :func:`decide` after each failed attempt and does what it says.
 The rules:
 
-- idempotent requests (GET, QUERY, DELETE, cancels) retry on connection errors,
-  timeouts, 429 and 500/502/503/504;
+- idempotent requests (GET, HEAD, OPTIONS, QUERY, PUT, DELETE, cancels) retry on
+  connection errors, timeouts, 429 and 500/502/503/504;
 - creates (and every other POST) retry only when the server provably did not act: a
   429, or a connection that was never made. Anything after the bytes left (reset,
   timeout, 5xx) may have created the prediction, and sending it again could run and

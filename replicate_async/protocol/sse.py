@@ -81,7 +81,7 @@ class SSEDecoder:
         "retry",
     )
 
-    def __init__(self, last_event_id: str = "") -> None:
+    def __init__(self, last_event_id: str = "", *, retry: int | None = None) -> None:
         # The bytes of an unfinished line. Kept as bytes, decoded once when the line ends:
         # a multi-byte character split between chunks is whole by then, and a long line
         # is copied twice (in, then decoded) instead of four times.
@@ -94,8 +94,9 @@ class SSEDecoder:
         self._retry: int | None = None
         #: the stream's last event id (what a reconnect sends as ``Last-Event-ID``)
         self.last_event_id = last_event_id
-        #: the reconnection delay the server asked for, in milliseconds
-        self.retry: int | None = None
+        #: the reconnection delay the server asked for, in milliseconds (kept across
+        #: connections: a new decoder for a new connection takes it over)
+        self.retry: int | None = retry
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Decode ``chunk`` and return every event it completed, in order."""

@@ -11,7 +11,7 @@ import re
 
 from aiohttp import web
 
-from ._http import STATE, State, side_app
+from ._http import STATE, State, side_app, side_fault
 from ._outputs import pattern_chunks
 
 __all__ = ["build_delivery_app"]
@@ -25,10 +25,9 @@ async def deliver(request: web.Request) -> web.StreamResponse:
     # Recorded so tests can prove the API token never reaches this host.
     state.traffic.delivery.append(dict(request.headers))
     fault = state.faults.take("delivery", request.method, "/{key}/{name}")
-    if fault is not None and fault.status is not None:
-        return web.Response(
-            body=fault.body, status=fault.status, headers={"Content-Type": fault.content_type}
-        )
+    instead = await side_fault(request, fault)
+    if instead is not None:
+        return instead
     settings = state.delivery
     published = state.outputs.files.get(request.match_info["key"])
     if published is None or published.name != request.match_info["name"] or settings.expired:

@@ -7,6 +7,7 @@ some), pages with absolute ``next`` links and opaque cursors. The hosts (``_api`
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -19,7 +20,7 @@ from aiohttp import web
 from ._jobs import JobStore
 from ._limits import ServerLimits
 from ._outputs import OutputStore
-from ._state import DeliverySettings, EmulatorConfig, Faults, Hosts, Traffic
+from ._state import DeliverySettings, EmulatorConfig, Fault, Faults, Hosts, Traffic
 from ._uploads import UploadStore
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "request_method",
     "route_of",
     "side_app",
+    "side_fault",
     "token_of",
 ]
 
@@ -160,6 +162,27 @@ def page_of(
     if len(items) > size:
         next_url = str(request.url.update_query(cursor=_encode_cursor(key(page[-1]))))
     return json_reply({"next": next_url, "previous": None, "results": [render(i) for i in page]})
+
+
+async def side_fault(request: web.Request, fault: Fault | None) -> web.Response | None:
+    """What a fault on the stream or delivery host does before any reply: wait, answer, or hang up.
+
+    Returns the reply to send instead of the real one, if the fault answers; raises to
+    drop the connection for ``reset_after``; None to go on (``cut_after`` is the host's).
+    """
+    if fault is None:
+        return None
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if fault.status is not None:
+        return web.Response(
+            body=fault.body, status=fault.status, headers={"Content-Type": fault.content_type}
+        )
+    if fault.reset_after:
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError
+    return None
 
 
 def side_app(state: State, routes: dict[str, Handler]) -> web.Application:

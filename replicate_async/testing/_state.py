@@ -81,12 +81,13 @@ class Fault:
 
     ``host`` is ``"api"`` (default), ``"stream"`` or ``"delivery"``; ``method`` and
     ``route`` (a route template such as ``"/predictions/{id}"``) may be ``"*"``. What it
-    does, in order: ``delay`` seconds of waiting first (the request is read, so the
-    server still acts on it); ``status`` answers with that status and ``body`` instead of
-    handling the request; ``reset_after`` handles it, then drops the connection with no
-    reply (a create really happens); ``cut_after`` cuts the reply's body after that many
-    events (stream host) or bytes (delivery host), and with ``gone=True`` a cut stream
-    cannot be resumed (reconnections get 404).
+    does, in order, on every host: ``delay`` seconds of waiting first (on the API the
+    request is read first, so the server still acts on it); ``status`` answers with that
+    status and ``body`` instead of handling the request; ``reset_after`` drops the
+    connection with no reply (on the API after handling the request: a create really
+    happens); ``cut_after`` cuts the reply's body after that many events (stream host)
+    or bytes (delivery host), and with ``gone=True`` a cut stream cannot be resumed
+    (reconnections get 404).
     """
 
     method: str = "*"
@@ -126,8 +127,8 @@ class Faults:
             )
         if fault.times < 1:
             raise ValueError(f"a fault applies at least once, got times={fault.times}")
-        fault.method = fault.method.upper()
-        self._queue.append(fault)
+        # A copy: counting its uses down must not change the caller's object.
+        self._queue.append(attrs.evolve(fault, method=fault.method.upper()))
 
     def take(self, host: str, method: str, route: str) -> Fault | None:
         """The first fault matching the request, used once (and dropped when used up)."""

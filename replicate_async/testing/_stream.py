@@ -12,7 +12,7 @@ import asyncio
 
 from aiohttp import web
 
-from ._http import STATE, State, side_app
+from ._http import STATE, State, side_app, side_fault
 from ._wire import sse_frame
 
 __all__ = ["build_stream_app"]
@@ -27,10 +27,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text="Not Found")
     route = "/v1/files/{key}" if job.model.files else "/v1/streams/{key}"
     fault = state.faults.take("stream", request.method, route)
-    if fault is not None and fault.status is not None:
-        return web.Response(
-            body=fault.body, status=fault.status, headers={"Content-Type": fault.content_type}
-        )
+    instead = await side_fault(request, fault)
+    if instead is not None:
+        return instead
     # Resume after the last event the client saw, as nchan does with Last-Event-ID.
     last = request.headers.get("Last-Event-ID")
     ids = [event_id for event_id, _, _ in job.events]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import replicate
 
+from replicate_async import AsyncReplicate
 from replicate_async.testing import Emulator
 
 
@@ -142,3 +144,24 @@ async def test_tokens_see_only_their_own_predictions() -> None:
             with pytest.raises(NotFoundError):
                 await second.predictions.get(p.id)
             assert [q.id async for q in first.predictions.list()] == [p.id]
+
+
+async def test_one_fault_mechanism_serves_the_delivery_and_stream_hosts(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    from replicate_async.errors import ServerError
+    from replicate_async.testing import Fault
+
+    (image,) = await client.run("emulator/images", input={"num_outputs": 1, "size_bytes": 10})
+    emulator.inject(Fault(host="delivery", status=503, body=b"busy"))
+    with pytest.raises(ServerError):
+        await image.read()
+    assert len(await image.read()) == 10  # used once, then gone
+    emulator.inject(Fault(host="stream", status=502))
+    with pytest.raises(ServerError):
+        async for _ in client.stream("emulator/stream", input={"tokens": 2}):
+            pass
+    started = asyncio.get_running_loop().time()
+    emulator.inject(Fault(host="stream", delay=0.3))
+    assert len([e async for e in client.stream("emulator/stream", input={"tokens": 2})]) == 2
+    assert asyncio.get_running_loop().time() - started >= 0.3

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from replicate_async import AsyncReplicate, PredictionCanceled, PredictionFailed
+from replicate_async import AsyncReplicate, PredictionCanceled, PredictionFailed, StreamPolicy
 from replicate_async.errors import ValidationError
 from replicate_async.protocol.sse import ServerSentEvent
 from replicate_async.testing import Emulator, RunContext
@@ -201,3 +201,27 @@ async def test_file_streams_give_file_outputs(client: AsyncReplicate, emulator: 
     assert len(await events[0].file.read()) == 1000  # type: ignore[union-attr]
     assert await events[1].file.read() == b"hello"  # type: ignore[union-attr]
     assert str(events[0]) == events[0].data  # str() is still the URL
+
+
+async def test_a_failed_stream_does_not_start_again(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    stream = client.stream("emulator/echo", input={"text": "x"})  # echo does not stream
+    with pytest.raises(ValidationError):
+        async for _ in stream:
+            pass
+    assert [e async for e in stream] == []  # a second iteration ends; it creates nothing
+    assert emulator.count("POST", "/models/{owner}/{name}/predictions") == 1
+
+
+async def test_the_reconnect_budget_is_per_drop(client: AsyncReplicate, emulator: Emulator) -> None:
+    # More drops in all than max_reconnects, but each followed by events: never a fallback.
+    emulator.drop_stream_after(2, times=8)
+    stream = client.stream(
+        "emulator/stream",
+        input={"tokens": 20, "delay": 0.01},
+        policy=StreamPolicy(max_reconnects=2),
+    )
+    tokens = [str(e) async for e in stream if e.event == "output"]
+    assert tokens == [f"token{i} " for i in range(20)]
+    assert len(emulator.stream_requests) >= 8

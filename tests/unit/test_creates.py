@@ -14,7 +14,12 @@ from replicate_async.protocol.creates import (
     format_cancel_after,
     older_than,
 )
-from replicate_async.protocol.refs import model_target, training_target, version_target
+from replicate_async.protocol.refs import (
+    deployment_target,
+    model_target,
+    training_target,
+    version_target,
+)
 from replicate_async.types import Prediction, Training
 
 VID = "39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
@@ -101,15 +106,27 @@ def p(pid: str, input: dict[str, object], version: str = VID, minutes_ago: int =
     return Prediction(id=pid, status="starting", input=input, version=version, created_at=created)
 
 
-def test_find_created_matches_input_and_version_and_skips_claimed() -> None:
+def test_find_created_matches_input_and_target_and_skips_claimed() -> None:
     page = [p("other", {"x": 2}), p("mine", {"x": 1}), p("v2", {"x": 1}, version="v2")]
     body = {"version": VID, "input": {"x": 1}}
-    assert find_created(page, body, claimed=set()) == page[1]
-    assert find_created(page, body, claimed={"mine"}) is None
-    # a model target names no version: any version of the same input matches
-    assert find_created(page[2:], {"input": {"x": 1}}, claimed=set()) == page[2]
+    by_version = version_target(VID)
+    assert find_created(page, by_version, body, claimed=set()) == page[1]
+    assert find_created(page, by_version, body, claimed={"mine"}) is None
     training = Training(id="t", status="starting", input={"x": 1}, version=VID)
-    assert find_created([training], body, claimed=set()) is training
+    assert find_created([training], training_target("a/b", VID, "me/x"), body, set()) is training
+
+
+def test_find_created_never_adopts_another_models_prediction() -> None:
+    body = {"input": {"x": 1}}
+    same_input = [
+        attrs.evolve(p("theirs", {"x": 1}), model="someone/else"),
+        attrs.evolve(p("ours", {"x": 1}), model="a/b"),
+    ]
+    assert find_created(same_input, model_target("a/b"), body, set()) == same_input[1]
+    assert find_created(same_input[:1], model_target("a/b"), body, set()) is None
+    deployed = attrs.evolve(p("d", {"x": 1}), deployment="acme/app")
+    assert find_created([deployed], deployment_target("acme/app"), body, set()) is deployed
+    assert find_created([deployed], deployment_target("acme/other"), body, set()) is None
 
 
 def test_a_page_older_than_the_window_ends_the_search() -> None:

@@ -37,3 +37,11 @@ def test_first_added_first_used() -> None:
 def test_bad_faults_are_refused(fault: Fault, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Faults().add(fault)
+
+
+def test_a_fault_is_copied_when_added() -> None:
+    mine = Fault(route="/account", times=2, status=500)
+    faults = Faults()
+    faults.add(mine)
+    faults.take("api", "GET", "/account")
+    assert mine.times == 2  # the caller's object is left as it was

@@ -301,3 +301,30 @@ async def test_a_lane_counts_what_is_in_flight() -> None:
     waiting.feedback(ok())
     waiting.abandon()
     assert waiting.controller.in_flight == 0
+
+
+async def test_a_waiter_that_comes_back_at_once_does_not_jump_the_queue() -> None:
+    t = FakeTime()
+
+    async def oversleep(seconds: float) -> None:  # wakes late: two tokens are ready by then
+        t.now += seconds + 5
+        await asyncio.sleep(0)
+
+    bucket = TokenBucket(1.0, 2.0, now=0.0, tokens=0.0)
+    waiting = Lane(RateController(bucket, max_capacity=2.0, now=0.0), t.clock, oversleep)
+    got: list[str] = []
+
+    async def first() -> None:
+        await waiting.acquire()
+        got.append("first")
+        # Released the lock an instant ago; "second" is woken but has not run yet. The
+        # token left must be its, not this newcomer's.
+        await waiting.acquire()
+        got.append("first again")
+
+    async def second() -> None:
+        await waiting.acquire()
+        got.append("second")
+
+    await asyncio.gather(first(), second())
+    assert got == ["first", "second", "first again"]
