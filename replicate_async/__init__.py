@@ -9,7 +9,7 @@ from .errors import (
     RateLimitError,
     ReplicateError,
 )
-from .fanout import RunResult
+from .fanout import Progress, RunResult
 from .files import FileOutput, SavedFile
 from .limiter import RateLimiter
 from .protocol.limits import RateLimits
@@ -48,6 +48,7 @@ __all__ = [
     "PredictionCanceled",
     "PredictionFailed",
     "PredictionStream",
+    "Progress",
     "RateLimitError",
     "RateLimiter",
     "RateLimits",

@@ -3,16 +3,24 @@
 ``predictions.create``, ``models.predictions.create``, ``deployments.predictions.create``,
 ``trainings.create``, ``run``, ``stream`` and ``run_many`` all call :meth:`Creator.create`
 with a target (:mod:`.protocol.refs`) and checked :class:`CreateOptions`. It prepares
-the input's files (the only step that reads local files), sends the create through the
-session's request path (which never re-sends a create that may have run), and, when the
-outcome is unknown, recovers the prediction it may have made instead of losing it.
+the input's files (the only step that reads local files), decides whether holding the
+create open (``Prefer: wait``) pays, sends it through the session's request path (which
+never re-sends a create that may have run), and, when the outcome is unknown, recovers
+the prediction it may have made instead of losing it.
+
+Holding a create open saves the polls of a short prediction, but keeps a connection of
+the pool busy for the prediction's whole run: it is done only while at most half the
+pool is held that way, and not for models seen to run longer than ``_HOLD_UP_TO``. The
+pool is never the bottleneck of a bulk job.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
+from ._janitor import Janitor
+from ._poller import Poller
 from ._session import Session
 from .errors import CreateOutcomeUnknownError, ReplicateError
 from .files import FileInput, prepare_input, upload_url
@@ -30,41 +38,94 @@ J = TypeVar("J", Prediction, Training)
 _CLOCK_SKEW = timedelta(seconds=30)
 #: waits between looks for a prediction whose create had an unknown outcome
 _RECOVERY_WAITS = (0.2, 0.5, 1.0)
+#: the share of the connection pool that creates held open (Prefer: wait) may take
+_HOLD_SHARE = 0.5
+#: a model seen to run longer than this is not held for: it would only outlast the hold
+_HOLD_UP_TO = 30.0
 
 
 class Creator:
     """Creates predictions and trainings for one session, and remembers which are its own."""
 
-    __slots__ = ("_claims", "_session")
+    __slots__ = ("_held", "_janitor", "_poller", "_session", "claims")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, poller: Poller, janitor: Janitor, claims: Claims) -> None:
         self._session = session
-        self._claims = Claims()
+        self._poller = poller
+        self._janitor = janitor
+        #: ids of what this client created (or adopted): never adopted twice
+        self.claims = claims
+        self._held = 0  # creates in the air with Prefer: wait
 
-    async def create(self, target: Target, options: CreateOptions, cls: type[J]) -> J:
-        """Create what ``target`` names, with ``options``; a ``cls`` (Prediction or Training)."""
+    def _hold(self, target: Target, wait: bool | float) -> bool | float:
+        """``wait`` if holding this create open pays now, else False."""
+        if wait is False or self._held >= self._session.config.max_connections * _HOLD_SHARE:
+            return False
+        expected = self._poller.expected_runtime(target.label)
+        return wait if expected is None or expected <= _HOLD_UP_TO else False
+
+    async def create(
+        self, target: Target, options: CreateOptions, cls: type[J], *, cancel_on_exit: bool = False
+    ) -> J:
+        """Create what ``target`` names, with ``options``; a ``cls`` (Prediction or Training).
+
+        ``cancel_on_exit``: if the caller gives up (is cancelled) after the create left,
+        what it made is found and cancelled in the background.
+        """
         session = self._session
         # Files in the input are uploaded (or inlined) first: the one step that reads them.
         prepared = await prepare_input(
             options.input, self._upload, file_encoding=options.file_encoding
         )
         body = options.body(target, prepared)
+        wait = self._hold(target, options.wait)
+        sent: list[float] = []
+        self._held += wait is not False
         try:
-            job = await session.request_json(
-                "POST",
-                target.path,
-                cls,
-                json_body=body,
-                headers=options.headers(),
-                is_create=target.is_create,
-                prefer_wait=options.wait,
-            )
+            try:
+                job = await session.request_json(
+                    "POST",
+                    target.path,
+                    cls,
+                    json_body=body,
+                    headers=options.headers(),
+                    is_create=target.is_create,
+                    prefer_wait=wait,
+                    on_send=sent.append,
+                )
+            finally:
+                self._held -= wait is not False
         except CreateOutcomeUnknownError as unknown:
             if not session.config.retry.recover_creates:
                 raise
-            job = await self._recover(target, body, cls, unknown)
-        self._claims.add(job.id, session.timing.monotonic())
+            job = await self._recover_or_abandon(target, body, cls, unknown, cancel_on_exit)
+        except ReplicateError:
+            raise
+        except BaseException:
+            if cancel_on_exit and sent:
+                self._janitor.cancel_lost(target, body, _utc(sent[0]))
+            raise
+        self.claims.add(job.id, session.timing.monotonic())
+        if isinstance(job, Prediction) and job.done:
+            self._poller.learn(target.label, job)
         return job
+
+    async def _recover_or_abandon(
+        self,
+        target: Target,
+        body: dict[str, Any],
+        cls: type[J],
+        unknown: CreateOutcomeUnknownError,
+        cancel_on_exit: bool,
+    ) -> J:
+        try:
+            return await self._recover(target, body, cls, unknown)
+        except ReplicateError:
+            raise
+        except BaseException:
+            if cancel_on_exit and unknown.sent_after is not None:
+                self._janitor.cancel_lost(target, body, unknown.sent_after)
+            raise
 
     async def _upload(self, file: FileInput) -> str:
         return await upload_url(self._session, file)
@@ -110,8 +171,12 @@ class Creator:
     ) -> J | None:
         pager = list_pages(self._session, target.list_path, cls, params=params)
         while (page := await pager.next_page()) is not None:
-            found = find_created(page.results, target, body, self._claims)
+            found = find_created(page.results, target, body, self.claims)
             # Lists come newest first: a page reaching back before the window ends it.
             if found is not None or older_than(page.results, since):
                 return found
         return None
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)

@@ -199,13 +199,15 @@ class Session:
         is_create: bool = False,
         idempotent: bool | None = None,
         prefer_wait: bool | float = False,
+        on_send: Callable[[float], None] | None = None,
     ) -> Response:
         """Send one API request through limiter, transport, interpretation and retries.
 
         ``path`` is relative to ``base_url`` or an absolute URL on the API's origin (a
         ``next`` page link). ``is_create`` selects the create rate limit. ``idempotent``
         (by default: from the method) decides the retry rule: a request that is not is
-        re-sent only when the server provably did not act on it.
+        re-sent only when the server provably did not act on it. ``on_send`` hears the
+        (Unix) time the first attempt left, once it has.
         """
         self.transport.ensure_open()
         req = self._prepare(
@@ -228,6 +230,8 @@ class Session:
             await lane.acquire()
             if not sent_at:
                 started, sent_at = timing.monotonic(), timing.wall()
+                if on_send is not None:
+                    on_send(sent_at)
             try:
                 # A multipart body is built afresh for each attempt: file parts are streams.
                 form = await multipart() if multipart is not None else None

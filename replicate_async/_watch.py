@@ -1,87 +1,153 @@
-"""Waiting for a prediction: the one polling loop, shared by ``wait``, ``watch``, ``run``, streams.
+"""Waiting for a prediction: ``wait`` and ``watch``, over the client's one poller.
 
-The decisions (which snapshot is news, how long to wait, when to give up) are
-:class:`~.protocol.polling.PollState`'s; this module sleeps and fetches. Polls are
-ordinary GETs through the session's request path, so they share its rate limiter.
+Neither polls by itself: both subscribe to the :class:`~._poller.Poller`, which polls
+every waiting prediction of the client together. A wait with a timeout ends with
+:class:`~.errors.WaitTimeoutError` (the prediction keeps running); a wait abandoned by
+its caller (cancelled, or a loop that breaks) can cancel the prediction, through the
+janitor, when it was asked to (``cancel_on_exit``).
 """
 
 from __future__ import annotations
 
 from ._aiter import AsyncClosing
-from ._session import Session
-from .protocol.polling import PollState
+from ._janitor import Janitor
+from ._poller import Poller, Subscription, get_prediction
+from .errors import ReplicateError, WaitTimeoutError
 from .protocol.refs import job_id
-from .types import Prediction
+from .types import Prediction, Status
 
-__all__ = ["PredictionWatch", "get_prediction", "wait_for"]
+__all__ = ["PredictionWatch", "get_prediction", "key_of", "wait_for"]
 
 
-async def get_prediction(session: Session, prediction_id: str) -> Prediction:
-    """``GET /predictions/{id}``."""
-    return await session.request_json("GET", f"/predictions/{job_id(prediction_id)}", Prediction)
+def key_of(prediction: Prediction) -> str:
+    """What a prediction's run times are learnt under: its model, else its version."""
+    return prediction.model or prediction.version or ""
+
+
+def _timed_out(snapshot: Prediction, timeout: float | None) -> WaitTimeoutError:
+    return WaitTimeoutError(
+        f"Prediction {snapshot.id} is still {snapshot.status} after {timeout:g} s; "
+        "it keeps running. Wait again, or cancel it with "
+        f"client.predictions.cancel({snapshot.id!r}).",
+        prediction=snapshot,
+    )
 
 
 class PredictionWatch(AsyncClosing):
     """Each new state of a prediction (status, output or logs changed), ending at a terminal one.
 
     What ``predictions.watch()`` returns. Iterate it once; ``timeout`` seconds without a
-    terminal status raise :class:`~.errors.WaitTimeoutError`. Class-based rather than a
-    generator so that a bare ``break`` leaves nothing behind: between snapshots it holds
-    no connection and no task.
+    terminal status raise :class:`~.errors.WaitTimeoutError`. Between snapshots it
+    holds no connection and no task: a bare ``break`` leaves nothing behind (it stops
+    polling for this watcher at once).
     """
 
-    __slots__ = ("_closed", "_first", "_session", "_state", "_timeout")
+    __slots__ = (
+        "_closed",
+        "_deadline",
+        "_first",
+        "_last",
+        "_poller",
+        "_subscription",
+        "_timeout",
+    )
 
     def __init__(
-        self, session: Session, prediction: Prediction | str, *, timeout: float | None = None
+        self, poller: Poller, prediction: Prediction | str, *, timeout: float | None = None
     ) -> None:
-        self._session = session
+        self._poller = poller
         # A bad id is an error now, not on the first iteration.
         self._first: Prediction | str = (
             prediction if isinstance(prediction, Prediction) else job_id(prediction)
         )
         self._timeout = timeout
-        self._state: PollState | None = None
+        self._deadline: float | None = None
+        self._last: Prediction | None = None
+        self._subscription: Subscription | None = None
         self._closed = False
 
     def __aiter__(self) -> PredictionWatch:
         return self
 
     async def __anext__(self) -> Prediction:
-        session = self._session
-        clock = session.timing.monotonic
-        while True:
-            state = self._state
-            if self._closed or (state is not None and state.done):
-                raise StopAsyncIteration
-            if state is None:
-                state = self._state = PollState(
-                    session.config.polling, timeout=self._timeout, now=clock()
-                )
-                first = self._first
-                snapshot = (
-                    first if isinstance(first, Prediction) else await get_prediction(session, first)
-                )
-            else:
-                assert state.current is not None
-                await session.sleep(state.next_delay(clock()))
-                snapshot = await get_prediction(session, state.current.id)
-            if state.observe(snapshot):
-                return snapshot
+        if self._closed or (self._last is not None and self._last.status in Status.TERMINAL):
+            raise StopAsyncIteration
+        poller = self._poller
+        if self._last is None:
+            clock = poller.session.timing.monotonic
+            if self._timeout is not None:
+                self._deadline = clock() + self._timeout
+            first = self._first
+            if not isinstance(first, Prediction):
+                first = await get_prediction(poller.session, first)
+            self._last = first
+            if not first.done:
+                self._subscription = poller.subscribe(first, key_of(first))
+            return first
+        subscription = self._subscription
+        assert subscription is not None
+        try:
+            snapshot = await subscription.get(self._deadline)
+        except BaseException:
+            self._stop()
+            raise
+        if snapshot is None:
+            self._stop()
+            raise _timed_out(self._last, self._timeout)
+        self._last = snapshot
+        if snapshot.done:
+            self._stop()
+        return snapshot
+
+    def _stop(self) -> None:
+        self._closed = True
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
 
     async def aclose(self) -> None:
         """Stop watching."""
-        self._closed = True
+        self._stop()
+
+    def __del__(self) -> None:
+        self._stop()
 
 
 async def wait_for(
-    session: Session, prediction: Prediction | str, *, timeout: float | None = None
+    poller: Poller,
+    prediction: Prediction,
+    *,
+    key: str | None = None,
+    timeout: float | None = None,
+    janitor: Janitor | None = None,
 ) -> Prediction:
-    """Poll until the prediction ends and return its last state (whatever the status)."""
-    if isinstance(prediction, Prediction) and prediction.done:
+    """Wait until the prediction ends and return its last state (whatever the status).
+
+    ``key``: the model its run times are learnt under. With a ``janitor``, a caller
+    that gives up (cancelled, interrupted) has the prediction cancelled, in the
+    background; a timeout (``WaitTimeoutError``) leaves it running.
+    """
+    key = key or key_of(prediction)
+    if prediction.done:
+        poller.learn(key, prediction)
         return prediction
-    last: Prediction | None = None
-    async for snapshot in PredictionWatch(session, prediction, timeout=timeout):
-        last = snapshot
-    assert last is not None
-    return last
+    session = poller.session
+    deadline = None if timeout is None else session.timing.monotonic() + timeout
+    subscription = poller.subscribe(prediction, key)
+    last = prediction
+    try:
+        while True:
+            snapshot = await subscription.get(deadline)
+            if snapshot is None:
+                raise _timed_out(last, timeout)
+            last = snapshot
+            if snapshot.done:
+                return snapshot
+    except ReplicateError:
+        raise
+    except BaseException:
+        if janitor is not None:
+            janitor.cancel(prediction.id)
+        raise
+    finally:
+        subscription.close()

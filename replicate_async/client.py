@@ -7,7 +7,7 @@ resources, and runs run, stream and run_many over them.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -17,18 +17,20 @@ import attrs
 from ._aiter import AsyncClosing
 from ._clock import Clock, Sleep, Timing
 from ._create import Creator
+from ._janitor import Janitor
+from ._poller import Poller
 from ._session import DEFAULT_BASE_URL, ClientConfig, Session
 from ._transport import Response, Timeouts, Transport
 from ._version import __version__
 from ._watch import wait_for
 from .errors import ValidationError, prediction_error
-from .fanout import RunMany
+from .fanout import Progress, RunMany, Track
 from .files import decode_output
 from .limiter import RateLimiter
-from .protocol.creates import CreateOptions
+from .protocol.creates import Claims, CreateOptions
 from .protocol.limits import RateLimits
 from .protocol.polling import PollPolicy
-from .protocol.refs import parse_ref
+from .protocol.refs import Target, parse_ref
 from .protocol.retry import RetryPolicy
 from .resources import (
     Account,
@@ -140,10 +142,13 @@ class AsyncReplicate(AsyncClosing):
         limiter = limiter or RateLimiter(
             config.rate_limits, clock=timing.monotonic, sleep=timing.sleep
         )
-        self._session = Session(config, transport, limiter, timing)
-        self._creator = creator = Creator(self._session)
+        self._session = core = Session(config, transport, limiter, timing)
+        claims = Claims()
+        self._poller = poller = Poller(core)
+        self._janitor = janitor = Janitor(core, claims)
+        self._creator = creator = Creator(core, poller, janitor, claims)
 
-        self.predictions = Predictions(self._session, creator)
+        self.predictions = Predictions(core, creator, poller, janitor)
         self.models = Models(self._session, creator)
         self.deployments = Deployments(self._session, creator)
         self.trainings = Trainings(self._session, creator)
@@ -169,7 +174,12 @@ class AsyncReplicate(AsyncClosing):
         return self
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless you passed your own session). Idempotent."""
+        """Stop polling, finish clean-up (a few seconds at most), close the pool. Idempotent.
+
+        (The pool is closed unless you passed your own aiohttp session.)
+        """
+        await self._poller.aclose()
+        await self._janitor.aclose()
         await self._session.transport.aclose()
 
     @property
@@ -196,6 +206,7 @@ class AsyncReplicate(AsyncClosing):
         *,
         use_file_output: bool = True,
         timeout: float | None = None,
+        cancel_on_exit: bool = True,
         **options: Unpack[CreateArgs],
     ) -> Any:
         """Run a model and return its output.
@@ -208,15 +219,35 @@ class AsyncReplicate(AsyncClosing):
         Files in ``input`` (paths, bytes, binary file objects, aiofiles handles) are
         uploaded first, or inlined with ``file_encoding="data-uri"`` (up to 1 MB each).
         ``webhook``, ``webhook_events_filter`` and ``cancel_after`` go to the create.
+        If the awaiting task is cancelled, the prediction is cancelled too (in the
+        background, without delaying the caller), unless ``cancel_on_exit=False``.
 
         Raises :class:`PredictionFailed` or :class:`PredictionCanceled` if it ends badly.
         """
         target = parse_ref(ref)
         options.setdefault("wait", True)
         create = CreateOptions(input=input, **options)
-        prediction = await self._creator.create(target, create, Prediction)
+        return await self._run(target, create, use_file_output, timeout, cancel_on_exit)
+
+    async def _run(
+        self,
+        target: Target,
+        create: CreateOptions,
+        use_file_output: bool,
+        timeout: float | None,
+        cancel_on_exit: bool,
+    ) -> Any:
+        prediction = await self._creator.create(
+            target, create, Prediction, cancel_on_exit=cancel_on_exit
+        )
         if not prediction.done:
-            prediction = await wait_for(self._session, prediction, timeout=timeout)
+            prediction = await wait_for(
+                self._poller,
+                prediction,
+                key=target.label,
+                timeout=timeout,
+                janitor=self._janitor if cancel_on_exit else None,
+            )
         return self.output_of(prediction, use_file_output=use_file_output)
 
     def stream(
@@ -225,6 +256,7 @@ class AsyncReplicate(AsyncClosing):
         input: Mapping[str, Any] | None = None,
         *,
         policy: StreamPolicy | None = None,
+        cancel_on_exit: bool = True,
         **options: Unpack[StreamArgs],
     ) -> PredictionStream:
         """Run a model with streaming output; iterate the events as they are made.
@@ -232,14 +264,18 @@ class AsyncReplicate(AsyncClosing):
         ``async for event in client.stream("owner/name", input={...}): print(event, end="")``
         (``str(event)`` is the text of ``output`` events and "" for the rest). The
         prediction is created on the first iteration; ``stream.prediction`` has it then.
+        Leaving the stream before its end (``break``, ``aclose()``, cancellation) cancels
+        the prediction, unless ``cancel_on_exit=False``.
         """
         target = parse_ref(ref)
         create = CreateOptions(input=input, stream=True, **options)
-        creator = self._creator
+        creator, poller = self._creator, self._poller
 
         async def start() -> Prediction:
             try:
-                return await creator.create(target, create, Prediction)
+                return await creator.create(
+                    target, create, Prediction, cancel_on_exit=cancel_on_exit
+                )
             except ValidationError as error:
                 if "stream" not in (error.detail or "").lower():
                     raise
@@ -254,7 +290,11 @@ class AsyncReplicate(AsyncClosing):
                     body=error.body,
                 ) from error
 
-        return PredictionStream(self._session, start, policy)
+        async def wait(prediction: Prediction) -> Prediction:
+            return await wait_for(poller, prediction, key=target.label)
+
+        on_abandon = self._janitor.cancel if cancel_on_exit else None
+        return PredictionStream(self._session, start, wait, policy, on_abandon=on_abandon)
 
     def output_of(self, prediction: Prediction, *, use_file_output: bool = True) -> Any:
         """The output of a finished prediction, or the error it ended with."""
@@ -273,6 +313,8 @@ class AsyncReplicate(AsyncClosing):
         concurrency: int = 50,
         use_file_output: bool = True,
         timeout: float | None = None,
+        cancel_on_exit: bool = True,
+        progress: Callable[[Progress], object] | None = None,
         **options: Unpack[CreateArgs],
     ) -> RunMany:
         """Run a model once per input, yielding :class:`RunResult` in completion order.
@@ -280,20 +322,31 @@ class AsyncReplicate(AsyncClosing):
         At most ``concurrency`` predictions are in flight and inputs are pulled from
         ``inputs`` only as slots free up, so memory stays bounded for any number of
         inputs. One failure does not stop the others: it is in its result's ``error``.
-        The options are those of :meth:`run`, for every input.
+        The options are those of :meth:`run`, for every input. Leaving the loop early
+        (``break``, ``aclose()``, cancellation) cancels the predictions still running,
+        unless ``cancel_on_exit=False``. ``progress`` is called with a :class:`Progress`
+        as the counts change (at most ten times a second, and once at the end).
         """
         target = parse_ref(ref)
         options.setdefault("wait", True)
         # Checked now, once: a bad option fails before any work; each input is checked
         # as it is taken (evolve runs the same checks).
         template = CreateOptions(**options)
-        creator, session = self._creator, self._session
+        creator, poller = self._creator, self._poller
+        janitor = self._janitor if cancel_on_exit else None
 
-        async def one(item: Mapping[str, Any]) -> tuple[Prediction, Any]:
+        async def one(item: Mapping[str, Any], track: Track) -> tuple[Prediction, Any]:
             create = attrs.evolve(template, input=item)
-            prediction = await creator.create(target, create, Prediction)
+            prediction = await creator.create(
+                target, create, Prediction, cancel_on_exit=cancel_on_exit
+            )
+            track.running()
             if not prediction.done:
-                prediction = await wait_for(session, prediction, timeout=timeout)
+                prediction = await wait_for(
+                    poller, prediction, key=target.label, timeout=timeout, janitor=janitor
+                )
             return prediction, self.output_of(prediction, use_file_output=use_file_output)
 
-        return RunMany(one, inputs, concurrency)
+        return RunMany(
+            one, inputs, concurrency, progress=progress, clock=self._session.timing.monotonic
+        )

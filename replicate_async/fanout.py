@@ -1,8 +1,9 @@
 """Fan-out: run many inputs with bounded concurrency, results in completion order.
 
 At most ``concurrency`` tasks exist at any time and inputs are pulled lazily, so 10,000
-inputs cost what ``concurrency`` of them cost. Rate limits are the session's business:
-every create and poll already goes through its limiter.
+inputs cost what ``concurrency`` of them cost. Rate limits are the session's business
+(every create goes through its limiter) and polling the poller's (one loop for all the
+predictions in flight). ``progress`` hears the counts as they change.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
+import time
+import weakref
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -18,19 +22,71 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sized,
 )
 from typing import Any
 
 import attrs
 
 from ._aiter import AsyncClosing
+from ._clock import Clock
 from ._transport import Connections
+from .errors import PredictionCanceled
 from .types import Prediction
 
-__all__ = ["RunMany", "RunResult"]
+__all__ = ["Progress", "RunMany", "RunResult", "Track"]
 
 Inputs = Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]]
-One = Callable[[Mapping[str, Any]], Awaitable[tuple[Prediction, Any]]]
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    """Where a ``run_many`` stands: what ``progress=`` callbacks receive.
+
+    ``total`` is the number of inputs when ``inputs`` has a length (None for a
+    generator); ``queued`` the inputs not started yet (None without a total);
+    ``creating`` the creates in the air; ``running`` the predictions created and not
+    finished; then how many ended each way. ``rate`` is finished predictions a second
+    since the first create; ``eta`` the seconds left at that rate (None if unknown).
+    """
+
+    total: int | None
+    queued: int | None
+    creating: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+    elapsed: float
+    rate: float
+    eta: float | None
+
+    @property
+    def finished(self) -> int:
+        """Inputs that ended, whichever way."""
+        return self.succeeded + self.failed + self.canceled
+
+
+class Track:
+    """One input's way through ``run_many``: the work says when its create is done."""
+
+    __slots__ = ("_owner", "state")
+
+    def __init__(self, owner: RunMany) -> None:
+        # Weak: the task holds its track, and a strong reference back would keep the
+        # iterator alive after a bare ``break``, when it must be dropped (and let go).
+        self._owner = weakref.ref(owner)
+        self.state = "creating"
+
+    def running(self) -> None:
+        """The prediction was created and runs (or has already finished)."""
+        owner = self._owner()
+        if self.state == "creating" and owner is not None:
+            self.state = "running"
+            owner._moved("creating", "running")
+
+
+One = Callable[[Mapping[str, Any], Track], Awaitable[tuple[Prediction, Any]]]
 
 
 @attrs.frozen
@@ -58,6 +114,8 @@ class RunResult:
 
 
 _END = object()
+#: the least time between two progress callbacks (the last one always comes)
+_PROGRESS_EVERY = 0.1
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -77,30 +135,55 @@ class RunMany(AsyncClosing):
     """
 
     __slots__ = (
+        "__weakref__",
         "_async_source",
+        "_clock",
         "_closed",
         "_concurrency",
         "_connections",
+        "_counts",
+        "_emitted",
         "_exhausted",
         "_index",
         "_one",
         "_pending",
+        "_progress",
+        "_progress_error",
         "_ready",
         "_source",
+        "_started",
+        "_total",
     )
 
-    def __init__(self, one: One, inputs: Inputs, concurrency: int) -> None:
+    def __init__(
+        self,
+        one: One,
+        inputs: Inputs,
+        concurrency: int,
+        *,
+        progress: Callable[[Progress], object] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a callable taking a Progress, got {progress!r}")
         self._one = one
         self._concurrency = concurrency
+        self._progress = progress
+        self._progress_error: BaseException | None = None
+        self._clock = clock
+        self._counts = dict.fromkeys(("creating", "running", "succeeded", "failed", "canceled"), 0)
+        self._total = len(inputs) if isinstance(inputs, Sized) else None
+        self._started: float | None = None
+        self._emitted = -math.inf
         self._async_source: AsyncIterator[Mapping[str, Any]] | None = None
         self._source: Iterator[Mapping[str, Any]] | None = None
         if isinstance(inputs, AsyncIterable):
             self._async_source = aiter(inputs)
         else:
             self._source = iter(inputs)
-        self._pending: dict[asyncio.Future[tuple[Prediction, Any]], tuple[int, Any]] = {}
+        self._pending: dict[asyncio.Future[tuple[Prediction, Any]], tuple[int, Any, Track]] = {}
         self._ready: collections.deque[RunResult] = collections.deque()
         self._connections = Connections()
         self._index = 0
@@ -118,14 +201,65 @@ class RunMany(AsyncClosing):
                 await self._top_up()
                 if not self._pending:
                     self._closed = True
+                    self._emit(final=True)
                     raise StopAsyncIteration
                 done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     self._ready.append(self._result(task))
+                self._emit()
+            if self._progress_error is not None:
+                raise self._progress_error
+        except StopAsyncIteration:
+            raise
         except BaseException:
             self._abort()  # an error, or the consumer cancelled: nothing keeps running
             raise
         return self._ready.popleft()
+
+    # -- progress ------------------------------------------------------------------------
+
+    def _moved(self, source: str, target: str) -> None:
+        self._counts[source] -= 1
+        self._counts[target] += 1
+        self._emit()
+
+    def snapshot(self) -> Progress:
+        """The counts now."""
+        c = self._counts
+        now = self._clock()
+        elapsed = 0.0 if self._started is None else now - self._started
+        finished = c["succeeded"] + c["failed"] + c["canceled"]
+        rate = finished / elapsed if elapsed > 0 else 0.0
+        total = self._total
+        queued = None if total is None else max(0, total - self._index)
+        eta = None
+        if total is not None and rate > 0:
+            eta = (total - finished) / rate
+        return Progress(
+            total=total,
+            queued=queued,
+            creating=c["creating"],
+            running=c["running"],
+            succeeded=c["succeeded"],
+            failed=c["failed"],
+            canceled=c["canceled"],
+            elapsed=elapsed,
+            rate=rate,
+            eta=eta,
+        )
+
+    def _emit(self, *, final: bool = False) -> None:
+        callback = self._progress
+        if callback is None or self._progress_error is not None:
+            return
+        now = self._clock()
+        if not final and now - self._emitted < _PROGRESS_EVERY:
+            return
+        self._emitted = now
+        try:
+            callback(self.snapshot())
+        except Exception as error:  # a broken callback stops the run, in the consumer
+            self._progress_error = error
 
     async def _next_input(self) -> Any:
         try:
@@ -143,23 +277,30 @@ class RunMany(AsyncClosing):
             item = await self._next_input()
             if item is _END:
                 return
+            if self._started is None:
+                self._started = self._clock()
+            track = Track(self)
             # Tasks inherit the context they are made in: their connections report to us.
             token = self._connections.bind()
             try:
-                task = asyncio.ensure_future(self._one(item))
+                task = asyncio.ensure_future(self._one(item, track))
             finally:
                 Connections.unbind(token)
             task.add_done_callback(_retrieve)
-            self._pending[task] = (self._index, item)
+            self._pending[task] = (self._index, item, track)
+            self._counts["creating"] += 1
             self._index += 1
 
     def _result(self, task: asyncio.Future[tuple[Prediction, Any]]) -> RunResult:
-        index, item = self._pending.pop(task)
+        index, item, track = self._pending.pop(task)
+        self._counts[track.state] -= 1
         error = task.exception()
         if error is None:
+            self._counts["succeeded"] += 1
             prediction, output = task.result()
             return RunResult(index, item, output, None, prediction)
         if isinstance(error, Exception):
+            self._counts["canceled" if isinstance(error, PredictionCanceled) else "failed"] += 1
             return RunResult(index, item, None, error, getattr(error, "prediction", None))
         raise error
 

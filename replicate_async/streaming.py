@@ -17,6 +17,7 @@ ever sent there), decodes events with :class:`~replicate_async.sse.SSEDecoder`, 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,7 +26,6 @@ import attrs
 
 from ._session import Session
 from ._transport import HoldsBody
-from ._watch import wait_for
 from .errors import (
     APIError,
     PredictionCanceled,
@@ -66,10 +66,17 @@ class PredictionStream(HoldsBody):
         self,
         session: Session,
         start: Callable[[], Awaitable[Prediction]],
+        wait: Callable[[Prediction], Awaitable[Prediction]],
         policy: StreamPolicy | None = None,
+        *,
+        on_abandon: Callable[[Prediction], None] | None = None,
     ) -> None:
         self._session = session
         self._start = start
+        self._wait = wait  # for the fallback: the prediction's end, from the client's poller
+        # Called with the prediction when the stream is left before its end (break,
+        # aclose, cancellation): the prediction it started is cancelled then.
+        self._on_abandon = on_abandon
         self._policy = policy or StreamPolicy()
         self.prediction: Prediction | None = None
         self._decoder = SSEDecoder()
@@ -90,11 +97,18 @@ class PredictionStream(HoldsBody):
                 if self._finished:
                     raise StopAsyncIteration
                 await self._fill()
-        except BaseException:
-            # An error, a cancellation, or the end: the connection goes now, not later,
-            # and a second iteration does not start (or create) it all over again.
+        except ReplicateError:
+            # An error: the connection goes now, and a second iteration does not start
+            # (or create) it all over again. The prediction is left as it is.
             self._finished = True
             self._close_body()
+            raise
+        except StopAsyncIteration:
+            self._close_body()
+            raise
+        except BaseException:
+            # Cancelled (or interrupted) mid-stream: the caller gave up on the prediction.
+            self._abandon()
             raise
         item = self._queue.popleft()
         if isinstance(item, BaseException):
@@ -105,10 +119,23 @@ class PredictionStream(HoldsBody):
         return item
 
     async def aclose(self) -> None:
-        """Stop streaming and release the connection."""
+        """Stop streaming and release the connection (cancelling what it started, if so)."""
+        self._abandon()
+
+    def _abandon(self) -> None:
+        """Stop at once (sync: also from ``__del__``); cancel the prediction if unfinished."""
+        ended = self._finished
         self._finished = True
         self._queue.clear()
         self._close_body()
+        on_abandon, self._on_abandon = self._on_abandon, None
+        prediction = self.prediction
+        if on_abandon is not None and not ended and prediction is not None:
+            on_abandon(prediction)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
+            self._abandon()
 
     # -- filling the queue --------------------------------------------------------------
 
@@ -242,7 +269,7 @@ class PredictionStream(HoldsBody):
         assert self.prediction is not None
         self._close_body()
         try:
-            final = await wait_for(self._session, self.prediction)
+            final = await self._wait(self.prediction)
         except APIError:
             if cause is None:
                 raise

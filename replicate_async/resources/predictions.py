@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .._create import Creator
+from .._janitor import Janitor
+from .._poller import Poller
+from .._session import Session
 from .._watch import PredictionWatch, get_prediction, wait_for
 from ..pagination import AsyncPager, list_pages
 from ..protocol.creates import CreateOptions
@@ -25,7 +29,14 @@ __all__ = ["Predictions"]
 class Predictions(CreatingResource):
     """Predictions: one run of a model each."""
 
-    __slots__ = ()
+    __slots__ = ("_janitor", "_poller")
+
+    def __init__(
+        self, session: Session, creator: Creator, poller: Poller, janitor: Janitor
+    ) -> None:
+        super().__init__(session, creator)
+        self._poller = poller
+        self._janitor = janitor
 
     async def create(
         self,
@@ -87,30 +98,44 @@ class Predictions(CreatingResource):
         return list_pages(self._session, "/predictions", Prediction, params=params)
 
     async def wait(
-        self, prediction: Prediction | str, *, timeout: float | None = None
+        self,
+        prediction: Prediction | str,
+        *,
+        timeout: float | None = None,
+        cancel_on_exit: bool = False,
     ) -> Prediction:
-        """Poll until the prediction ends and return its last state (whatever the status)."""
-        return await wait_for(self._session, prediction, timeout=timeout)
+        """Wait until the prediction ends and return its last state (whatever the status).
+
+        ``timeout`` seconds without an end raise :class:`WaitTimeoutError` (it keeps
+        running). ``cancel_on_exit=True`` cancels the prediction if the caller gives up
+        (the awaiting task is cancelled); off by default, since ``wait`` did not start it.
+        """
+        first = prediction if isinstance(prediction, Prediction) else await self.get(prediction)
+        janitor = self._janitor if cancel_on_exit else None
+        return await wait_for(self._poller, first, timeout=timeout, janitor=janitor)
 
     def watch(
         self, prediction: Prediction | str, *, timeout: float | None = None
     ) -> PredictionWatch:
         """Yield each new state (status, output or logs changed), ending at a terminal one."""
-        return PredictionWatch(self._session, prediction, timeout=timeout)
+        return PredictionWatch(self._poller, prediction, timeout=timeout)
 
     def stream(
         self, prediction: Prediction | str, *, policy: StreamPolicy | None = None
     ) -> PredictionStream:
         """Stream the events of an existing prediction (created with ``stream=True``)."""
         pid = job_id(prediction)
-        session = self._session
+        session, poller = self._session, self._poller
 
         async def start() -> Prediction:
             if isinstance(prediction, Prediction) and prediction.urls and prediction.urls.stream:
                 return prediction
             return await get_prediction(session, pid)
 
-        return PredictionStream(session, start, policy)
+        async def wait(p: Prediction) -> Prediction:
+            return await wait_for(poller, p)
+
+        return PredictionStream(session, start, wait, policy)
 
 
 def _iso(value: datetime | str | None) -> str | None:

@@ -1,8 +1,10 @@
-"""A bare ``break`` lets go at once: no connection held, no work left running, no request after.
+"""A bare ``break`` lets go at once: no connection held, no work left running.
 
 Each test breaks out of an iterator without ``async with`` or ``aclose()`` and checks the
 connection pool and the emulator on the very next statement: CPython drops the iterator
-there, and each of ours lets go in ``__del__``, synchronously.
+there, and each of ours lets go in ``__del__``, synchronously. What ``stream`` and
+``run_many`` started is then cancelled on the server, in the background; nothing else is
+sent.
 """
 
 from __future__ import annotations
@@ -26,10 +28,25 @@ async def quiet_for(emulator: Emulator, seconds: float = 0.3) -> int:
     return sum(emulator.requests.values()) - before
 
 
+async def none_running(emulator: Emulator, within: float = 5.0) -> bool:
+    """Whether every prediction the emulator holds has ended, within ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if all(job.terminal for job in emulator.predictions.values()):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 async def test_stream(client: AsyncReplicate, emulator: Emulator) -> None:
     async for _ in client.stream("emulator/stream", input={"tokens": 50, "delay": 0.02}):
         break
     assert in_use(client) == 0
+    assert await none_running(emulator)  # what it started is cancelled...
+    (job,) = emulator.predictions.values()
+    assert job.status == "canceled"
+    assert emulator.count("POST", "/predictions/{id}/cancel") == 1  # ...with one request
     assert await quiet_for(emulator) == 0
 
 
@@ -82,5 +99,9 @@ async def test_run_many_cancels_its_tasks_and_closes_their_connections() -> None
                 assert in_use(client) == 4  # the four slow creates, held open by the server
                 break
             assert in_use(client) == 0  # closed on the very next statement
-            assert await quiet_for(emulator) == 0  # and nothing more is created or polled
+            # The four still running are found and cancelled; nothing more is created.
+            assert await none_running(emulator)
+            statuses = sorted(job.status for job in emulator.predictions.values())
+            assert statuses == ["canceled"] * 4 + ["succeeded"]
             assert len(emulator.predictions) == 5
+            assert await quiet_for(emulator) == 0

@@ -1,0 +1,249 @@
+"""The client's one polling loop: every prediction anyone waits for, polled by one task.
+
+``wait``, ``watch``, ``run`` and ``run_many`` subscribe here instead of each running a
+loop of their own. One task (started on the first subscription, gone when nothing is
+waited for, stopped with the client) asks the pure
+:class:`~.protocol.polling.PollPlanner` what to do, sweeps ``GET /predictions`` pages or
+GETs single predictions, and hands each new snapshot to the subscribers of its
+prediction. Thousands of waiting predictions cost one task and a request rate the
+planner keeps inside its share of the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+
+from ._session import Session
+from .errors import ClientClosedError, ReplicateError, UnknownStatusError
+from .pagination import list_pages
+from .protocol.creates import older_than
+from .protocol.polling import Idle, PollPlanner, Sweep
+from .protocol.refs import job_id
+from .types import Prediction
+
+__all__ = ["Poller", "Subscription", "get_prediction"]
+
+
+async def get_prediction(session: Session, prediction_id: str) -> Prediction:
+    """``GET /predictions/{id}``."""
+    return await session.request_json("GET", f"/predictions/{job_id(prediction_id)}", Prediction)
+
+
+class Subscription:
+    """One waiter's view of one prediction: its new snapshots, in order, then the end.
+
+    Items are snapshots that are news (status, output or logs changed), the last one
+    terminal, or the error that ended the wait. ``close()`` (also on drop) stops it.
+    """
+
+    __slots__ = ("__weakref__", "_items", "_poller", "_wakeup", "closed", "prediction_id")
+
+    def __init__(self, poller: Poller, prediction_id: str) -> None:
+        self._poller = poller
+        self.prediction_id = prediction_id
+        self._items: collections.deque[Prediction | BaseException] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def put(self, item: Prediction | BaseException) -> None:
+        """Hand the waiter a snapshot or an error (the poller calls this)."""
+        self._items.append(item)
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def get(self, deadline: float | None = None) -> Prediction | None:
+        """The next snapshot; None if ``deadline`` (monotonic) passes first. Raises errors."""
+        session = self._poller.session
+        while not self._items:
+            loop = asyncio.get_running_loop()
+            wakeup = self._wakeup = loop.create_future()
+            if deadline is None:
+                await wakeup
+                continue
+            left = deadline - session.timing.monotonic()
+            if left <= 0:
+                return None
+            # The injected sleep, so that waits with a timeout run on fake time in tests.
+            sleeper = asyncio.ensure_future(session.sleep(left))
+            try:
+                await asyncio.wait({wakeup, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+        item = self._items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stop waiting; the prediction is no longer polled once nobody waits for it."""
+        if not self.closed:
+            self.closed = True
+            self._poller.unsubscribe(self)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class Poller:
+    """Polls every prediction the client waits for, in one task, inside a request budget."""
+
+    __slots__ = ("_closed", "_planner", "_sleeper", "_subscribers", "_task", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        config = session.config
+        rate = config.polling.share * config.rate_limits.other_per_minute / 60.0
+        self._planner = PollPlanner(config.polling, rate=rate, now=session.timing.monotonic())
+        self._subscribers: dict[str, list[Subscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._sleeper: asyncio.Future[None] | None = None
+        self._closed = False
+
+    # -- subscribers ---------------------------------------------------------------------
+
+    def expected_runtime(self, key: str) -> float | None:
+        """The run time seen so far for a model (``key``), if any."""
+        return self._planner.expected_runtime(key)
+
+    def learn(self, key: str, prediction: Prediction) -> None:
+        """Learn a model's run time from a prediction that finished without being polled."""
+        self._planner.learn(key, prediction)
+
+    def subscribe(self, snapshot: Prediction, key: str) -> Subscription:
+        """Wait for ``snapshot``'s prediction: its later snapshots come to the subscription."""
+        if self._closed:
+            raise ClientClosedError(
+                "This AsyncReplicate client is closed; create a new one to wait for "
+                f"prediction {snapshot.id}."
+            )
+        subscription = Subscription(self, snapshot.id)
+        self._subscribers.setdefault(snapshot.id, []).append(subscription)
+        try:
+            self._planner.add(snapshot, key, self.session.timing.monotonic())
+        except UnknownStatusError as error:
+            self._end(snapshot.id, error)
+            return subscription
+        self._kick()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """A waiter left (sync: safe from ``__del__``)."""
+        waiting = self._subscribers.get(subscription.prediction_id)
+        if waiting is None:
+            return
+        with contextlib.suppress(ValueError):
+            waiting.remove(subscription)
+        if not waiting:
+            del self._subscribers[subscription.prediction_id]
+            self._planner.remove(subscription.prediction_id)
+
+    def _end(self, prediction_id: str, item: Prediction | BaseException) -> None:
+        for subscription in self._subscribers.pop(prediction_id, []):
+            subscription.put(item)
+        self._planner.remove(prediction_id)
+
+    def _deliver(self, snapshot: Prediction) -> None:
+        if snapshot.id not in self._planner:
+            return
+        try:
+            news = self._planner.observe(snapshot, self.session.timing.monotonic())
+        except UnknownStatusError as error:
+            self._end(snapshot.id, error)
+            return
+        if snapshot.done:
+            self._end(snapshot.id, snapshot)
+        elif news:
+            for subscription in self._subscribers.get(snapshot.id, []):
+                subscription.put(snapshot)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        """Start the loop, or wake it to look at a new subscription."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        elif self._sleeper is not None:
+            self._sleeper.cancel()
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception as error:  # a bug here must end the waits, not hang them
+            for prediction_id in list(self._subscribers):
+                self._end(prediction_id, error)
+            raise
+
+    async def _loop(self) -> None:
+        planner, clock = self._planner, self.session.timing.monotonic
+        while self._subscribers:
+            action = planner.next_action(clock())
+            if isinstance(action, Idle):
+                if action.until is None:
+                    return
+                await self._nap(action.until - clock())
+            elif isinstance(action, Sweep):
+                await self._sweep(action)
+            else:
+                await asyncio.gather(*(self._single(pid) for pid in action.ids))
+
+    async def _nap(self, seconds: float) -> None:
+        # Interruptible: a new subscription cancels the nap (not the loop) to be seen at once.
+        sleeper = self._sleeper = asyncio.ensure_future(self.session.sleep(max(0.0, seconds)))
+        try:
+            await asyncio.wait({sleeper})
+        finally:
+            self._sleeper = None
+            sleeper.cancel()
+
+    async def _single(self, prediction_id: str) -> None:
+        try:
+            snapshot = await get_prediction(self.session, prediction_id)
+        except ReplicateError as error:
+            # Retried already by the request path: the wait cannot go on.
+            self._end(prediction_id, error)
+            return
+        self._deliver(snapshot)
+
+    async def _sweep(self, sweep: Sweep) -> None:
+        planner, clock = self._planner, self.session.timing.monotonic
+        wanted = set(sweep.ids)
+        pager = list_pages(
+            self.session,
+            "/predictions",
+            Prediction,
+            params={"created_after": sweep.since.isoformat()},
+        )
+        complete = False  # read back past ``since``: what it did not see, it cannot see
+        try:
+            for _ in range(sweep.pages):
+                if not wanted or not planner.spend(clock()):
+                    break
+                page = await pager.next_page()
+                if page is None:
+                    complete = True
+                    break
+                for snapshot in page.results:
+                    wanted.discard(snapshot.id)
+                    self._deliver(snapshot)
+                if older_than(page.results, sweep.since) or not page.next:
+                    complete = True
+                    break
+        except ReplicateError:
+            pass  # what the sweep did not settle is polled again
+        planner.missed(wanted, clock(), complete=complete)
+
+    async def aclose(self) -> None:
+        """Stop polling; whoever still waits gets :class:`ClientClosedError`."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        closed = ClientClosedError("The client was closed while this prediction was awaited.")
+        for prediction_id in list(self._subscribers):
+            self._end(prediction_id, closed)
