@@ -50,10 +50,11 @@ class PollPolicy:
 
     ``first``: the first poll of a prediction whose model's run time is not known yet;
     then each wait ``factor`` times the one before (``first + age * (factor - 1)``), at
-    most ``cap`` seconds. ``share``: the part of the general rate limit (``RateLimits.other_per_minute``)
-    that all polling together may spend. ``sweep_at``: how many predictions due at once
-    make a ``GET /predictions`` sweep worth it; ``sweep_every``: the least time between
-    two sweeps (results may come that much later than a poll each would give them).
+    most ``cap`` seconds. ``share``: the part of the general rate limit
+    (``RateLimits.other_per_minute``) that all polling together may spend. ``sweep_at``:
+    how many predictions waited for at once make ``GET /predictions`` sweeps worth it;
+    ``sweep_every``: the least time between two sweeps (results may come that much later
+    than a poll each would give them).
     """
 
     first: float = attrs.field(default=0.25, validator=attrs.validators.gt(0))
