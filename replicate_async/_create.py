@@ -8,9 +8,8 @@ create open (``Prefer: wait``) pays, sends it through the session's request path
 never re-sends a create that may have run), and, when the outcome is unknown, recovers
 the prediction it may have made instead of losing it.
 
-Holding a create open saves the polls of a short prediction, but keeps a connection of
-the pool busy for the prediction's whole run: it is done only while at most half the
-pool is held that way, and not for models seen to run longer than ``_HOLD_UP_TO``. The
+Whether holding a create open pays is :func:`~.protocol.creates.hold`'s decision: only
+while at most half the pool is held that way, and not for models seen to run long. The
 pool is never the bottleneck of a bulk job.
 """
 
@@ -25,7 +24,7 @@ from ._session import Session
 from .errors import CreateOutcomeUnknownError, ReplicateError
 from .files import FileInput, prepare_input, upload_url
 from .pagination import list_pages
-from .protocol.creates import Claims, CreateOptions, find_created, older_than
+from .protocol.creates import Claims, CreateOptions, find_created, hold, older_than
 from .protocol.refs import Target
 from .types import Prediction, Training
 
@@ -38,10 +37,6 @@ J = TypeVar("J", Prediction, Training)
 _CLOCK_SKEW = timedelta(seconds=30)
 #: waits between looks for a prediction whose create had an unknown outcome
 _RECOVERY_WAITS = (0.2, 0.5, 1.0)
-#: the share of the connection pool that creates held open (Prefer: wait) may take
-_HOLD_SHARE = 0.5
-#: a model seen to run longer than this is not held for: it would only outlast the hold
-_HOLD_UP_TO = 30.0
 
 
 class Creator:
@@ -57,13 +52,6 @@ class Creator:
         self.claims = claims
         self._held = 0  # creates in the air with Prefer: wait
 
-    def _hold(self, target: Target, wait: bool | float) -> bool | float:
-        """``wait`` if holding this create open pays now, else False."""
-        if wait is False or self._held >= self._session.config.max_connections * _HOLD_SHARE:
-            return False
-        expected = self._poller.expected_runtime(target.label)
-        return wait if expected is None or expected <= _HOLD_UP_TO else False
-
     async def create(
         self, target: Target, options: CreateOptions, cls: type[J], *, cancel_on_exit: bool = False
     ) -> J:
@@ -78,7 +66,12 @@ class Creator:
             options.input, self._upload, file_encoding=options.file_encoding
         )
         body = options.body(target, prepared)
-        wait = self._hold(target, options.wait)
+        wait = hold(
+            options.wait,
+            held=self._held,
+            max_connections=session.config.max_connections,
+            expected_runtime=self._poller.expected_runtime(target.label),
+        )
         sent: list[float] = []
         self._held += wait is not False
         try:

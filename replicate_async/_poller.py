@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from datetime import datetime
 
 from ._session import Session
 from .errors import ClientClosedError, ReplicateError, UnknownStatusError
@@ -127,6 +128,9 @@ class Poller:
         except UnknownStatusError as error:
             self._end(snapshot.id, error)
             return subscription
+        if snapshot.id not in self._planner:  # it has ended already: nothing to poll
+            self._end(snapshot.id, snapshot)
+            return subscription
         self._kick()
         return subscription
 
@@ -173,8 +177,19 @@ class Poller:
         try:
             await self._loop()
         except Exception as error:  # a bug here must end the waits, not hang them
-            for prediction_id in list(self._subscribers):
-                self._end(prediction_id, error)
+            for prediction_id, waiting in list(self._subscribers.items()):
+                for subscription in waiting:
+                    # One error each: a single one raised in many tasks would grow a
+                    # traceback from all of them.
+                    subscription.put(
+                        ReplicateError(
+                            f"Polling for prediction {prediction_id} stopped: "
+                            f"{type(error).__name__}: {error}. This is a bug in "
+                            "replicate_async; please report it."
+                        )
+                    )
+                self._subscribers.pop(prediction_id, None)
+                self._planner.remove(prediction_id)
             raise
 
     async def _loop(self) -> None:
@@ -189,6 +204,8 @@ class Poller:
                 await self._sweep(action)
             else:
                 await asyncio.gather(*(self._single(pid) for pid in action.ids))
+            # Whatever an action left unsettled is polled again: no wait can be forgotten.
+            planner.settle(clock())
 
     async def _nap(self, seconds: float) -> None:
         # Interruptible: a new subscription cancels the nap (not the loop) to be seen at once.
@@ -215,9 +232,13 @@ class Poller:
             self.session,
             "/predictions",
             Prediction,
-            params={"created_after": sweep.since.isoformat()},
+            params={
+                "created_after": sweep.since.isoformat(),
+                "created_before": sweep.until.isoformat(),
+            },
         )
         complete = False  # read back past ``since``: what it did not see, it cannot see
+        reached: datetime | None = None  # the oldest creation time the pages showed
         try:
             for _ in range(sweep.pages):
                 if not wanted or not planner.spend(clock()):
@@ -229,12 +250,15 @@ class Poller:
                 for snapshot in page.results:
                     wanted.discard(snapshot.id)
                     self._deliver(snapshot)
+                    created = snapshot.created_at
+                    if created is not None and (reached is None or created < reached):
+                        reached = created
                 if older_than(page.results, sweep.since) or not page.next:
                     complete = True
                     break
         except ReplicateError:
             pass  # what the sweep did not settle is polled again
-        planner.missed(wanted, clock(), complete=complete)
+        planner.missed(wanted, clock(), complete=complete, reached=reached)
 
     async def aclose(self) -> None:
         """Stop polling; whoever still waits gets :class:`ClientClosedError`."""

@@ -227,7 +227,7 @@ class Session:
         failures = throttles = 0
         started = sent_at = 0.0
         while True:
-            await lane.acquire()
+            ticket = await lane.acquire()
             if not sent_at:
                 started, sent_at = timing.monotonic(), timing.wall()
                 if on_send is not None:
@@ -245,11 +245,8 @@ class Session:
                 )
             except TransportError as exc:
                 result = exc
-            except BaseException:
-                lane.abandon()  # cancelled, or a bad file input: no outcome to learn from
-                raise
             outcome = interpret(result, now=timing.wall())
-            lane.feedback(outcome)
+            lane.feedback(outcome, ticket)
             if outcome.ok:
                 assert outcome.reply is not None
                 return outcome.reply

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from ._clock import Clock, Sleep, Timing
-from .protocol.limits import RateController, RateLimits, TokenBucket
+from .protocol.limits import RateController, RateLimits, Ticket, TokenBucket
 from .protocol.replies import Outcome
 
 __all__ = ["Lane", "RateLimiter"]
@@ -47,14 +47,13 @@ class Lane:
         """How many requests are waiting for a token."""
         return self._waiting
 
-    async def acquire(self) -> None:
-        """Wait until a token is available, then take it (the request counts as in flight)."""
+    async def acquire(self) -> Ticket:
+        """Wait until a token is available, then take it; the ticket goes with its reply."""
         controller = self.controller
         bucket = controller.bucket
         # Fast path: nobody waiting and a token ready.
-        if not self._waiting and bucket.take(self._clock()):
-            controller.sent()
-            return
+        if not self._waiting and bucket.take(now := self._clock()):
+            return controller.ticket(now)
         self._waiting += 1
         try:
             async with self._lock:
@@ -62,15 +61,11 @@ class Lane:
                     await self._sleep(bucket.delay(self._clock()))
         finally:
             self._waiting -= 1
-        controller.sent()
+        return controller.ticket(self._clock())
 
-    def feedback(self, outcome: Outcome) -> None:
-        """Let the controller learn from one attempt's outcome (it is no longer in flight)."""
-        self.controller.feedback(outcome, self._clock())
-
-    def abandon(self) -> None:
-        """A request that took a token ended with no outcome (it was cancelled)."""
-        self.controller.abandoned()
+    def feedback(self, outcome: Outcome, ticket: Ticket | None = None) -> None:
+        """Let the controller learn from one attempt's outcome (and its request's ticket)."""
+        self.controller.feedback(outcome, self._clock(), ticket)
 
 
 class RateLimiter:

@@ -27,6 +27,7 @@ __all__ = [
     "check_input",
     "find_created",
     "format_cancel_after",
+    "hold",
     "older_than",
 ]
 
@@ -151,6 +152,29 @@ class CreateOptions:
     def headers(self) -> dict[str, str]:
         """The create's own headers (``Cancel-After``; ``Prefer`` is the session's)."""
         return {} if self.cancel_after is None else {"Cancel-After": self.cancel_after}
+
+
+#: the share of the connection pool that creates held open (Prefer: wait) may take
+HOLD_SHARE = 0.5
+#: a model seen to run longer than this is not held for: it would only outlast the hold
+HOLD_UP_TO = 30.0
+
+
+def hold(
+    wait: bool | float, *, held: int, max_connections: int, expected_runtime: float | None
+) -> bool | float:
+    """``wait`` if holding a create open (``Prefer: wait``) pays now, else False.
+
+    A held create saves the polls of a short prediction but keeps a connection of the
+    pool busy for its whole run: it is worth it only while at most ``HOLD_SHARE`` of the
+    pool is held that way (the pool must never be a bulk job's bottleneck), and only for
+    models not seen to run longer than ``HOLD_UP_TO`` seconds.
+    """
+    if wait is False or held + 1 > max_connections * HOLD_SHARE:
+        return False
+    if expected_runtime is not None and expected_runtime > HOLD_UP_TO:
+        return False
+    return wait
 
 
 class Claims:

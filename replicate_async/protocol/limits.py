@@ -10,9 +10,12 @@ everything else (2999). The client keeps a lane for each (:data:`LANES`), and in
 - :class:`RateController` decides how the bucket changes from what the server says:
 
   - slow start: the burst is one request until a reply reports the server's bucket;
-  - **the server's grant is spent**: a reply's ``ratelimit-remaining``, less what is
-    still in flight and less a reserve for other users of the token, may go at once,
-    and the bucket learns the server's capacity (the most it ever reported, plus one);
+  - **the server's grant is spent**: a reply's ``ratelimit-remaining`` was the server's
+    count when the request arrived; brought up to now (plus what the server refilled
+    since, less what we sent since) and less a reserve for other users of the token, it
+    may go at once; the bucket learns the server's capacity (the most it ever
+    reported, plus one). A reply held open for a minute says what was left a minute ago:
+    brought up to now, it hands out nothing twice;
   - a count below ours lowers ours (others share the token), and one falling to its
     last token while we thought we had more slows our rate by a quarter, before a 429;
   - a 429 halves the rate and the burst (once for a volley of replies that carry the
@@ -35,7 +38,7 @@ import attrs
 
 from .replies import Outcome
 
-__all__ = ["LANES", "RateController", "RateLimits", "TokenBucket", "lane_for"]
+__all__ = ["LANES", "RateController", "RateLimits", "Ticket", "TokenBucket", "lane_for"]
 
 #: the server's buckets, as the recorded replies show them
 LANES = ("create", "get", "other")
@@ -203,13 +206,21 @@ class TokenBucket:
             self.tokens = min(self.capacity, tokens)
 
 
+@attrs.frozen
+class Ticket:
+    """What a request took from a lane: its place in the lane's sends, and when."""
+
+    seq: int
+    at: float
+
+
 class RateController:
     """Keeps one :class:`TokenBucket` in step with the server, from each attempt's Outcome.
 
     ``max_rate`` (the configured rate) and ``max_capacity`` (the configured burst, or
     infinity to learn it) are ceilings; ``reserve`` is the share of the server's budget
-    left to others. ``in_flight`` counts requests sent and not yet answered: the server
-    may not have counted them yet, so they are not spent twice.
+    left to others. ``sent`` counts the lane's requests: a reply's count, taken when its
+    request arrived, is brought up to now by what was sent after it.
     """
 
     __slots__ = (
@@ -218,10 +229,10 @@ class RateController:
         "_hold_until",
         "_last_remaining",
         "bucket",
-        "in_flight",
         "max_capacity",
         "max_rate",
         "reserve",
+        "sent",
         "server_capacity",
     )
 
@@ -239,7 +250,8 @@ class RateController:
         self.reserve = reserve
         #: the largest bucket the server has shown (None until a reply says)
         self.server_capacity: float | None = None
-        self.in_flight = 0
+        #: requests sent through this lane so far
+        self.sent = 0
         self._hold_until = 0.0
         self._cut_at = -1e18
         self._grown_at = now
@@ -252,19 +264,27 @@ class RateController:
         bucket = TokenBucket(limits.per_minute(lane) / 60.0, min(1.0, ceiling), now=now)
         return cls(bucket, max_capacity=ceiling, now=now, reserve=limits.reserve)
 
-    def sent(self) -> None:
-        """A request of this lane left (after its token was taken)."""
-        self.in_flight += 1
+    def ticket(self, now: float) -> Ticket:
+        """A request of this lane leaves (its token taken): its ticket, for its reply."""
+        ticket = Ticket(self.sent, now)
+        self.sent += 1
+        return ticket
 
-    def abandoned(self) -> None:
-        """A request of this lane ended without a word from anyone (cancelled)."""
-        self.in_flight = max(0, self.in_flight - 1)
+    def feedback(self, outcome: Outcome, now: float, ticket: Ticket | None = None) -> None:
+        """Learn from one attempt: its ``ratelimit-remaining``, success, or 429.
 
-    def feedback(self, outcome: Outcome, now: float) -> None:
-        """Learn from one attempt: its ``ratelimit-remaining``, success, or 429."""
-        self.in_flight = max(0, self.in_flight - 1)
+        ``ticket`` is the one its request took: without it the count is taken as now's.
+        """
         if outcome.remaining is not None:
-            self.observe(outcome.remaining, now)
+            if ticket is None:
+                self.observe(outcome.remaining, now)
+            else:
+                self.observe(
+                    outcome.remaining,
+                    now,
+                    sent_since=self.sent - ticket.seq - 1,
+                    elapsed=now - ticket.at,
+                )
         if outcome.error is None:
             self.grant(now)
         elif outcome.throttled:
@@ -296,28 +316,33 @@ class RateController:
         usable = self.server_capacity * (1 - self.reserve)
         self.bucket.set_capacity(max(1.0, min(self.max_capacity, usable)))
 
-    def observe(self, remaining: float, now: float) -> None:
+    def observe(
+        self, remaining: float, now: float, *, sent_since: int = 0, elapsed: float = 0.0
+    ) -> None:
         """Follow the server's count of what is left (the ``ratelimit-remaining`` header).
 
-        A count below ours lowers ours: others may share the token, and one falling to
-        its last token while we thought we had more means they are using it: slow down
-        now rather than hear 429 next (a count that stays at 0 is a server with no burst,
-        paced right; one we drained ourselves is no news). A count above ours is budget
-        the server grants: spend it, less what is in flight and less the reserve.
+        ``remaining`` was the count when the request arrived, ``elapsed`` seconds ago;
+        ``sent_since`` requests of ours left after it. Brought up to now, the count says:
+        below ours, lower ours (others may share the token), and falling to its last
+        token while we thought we had more means they are using it: slow down now rather
+        than hear 429 next (a count that stays at 0 is a server with no burst, paced
+        right; one we drained ourselves is no news). Above ours, it is budget the server
+        grants: spend it, less the reserve.
         """
         bucket = self.bucket
         self._learn(remaining)
+        assert self.server_capacity is not None
+        refilled = min(self.server_capacity, remaining + bucket.rate * max(0.0, elapsed))
+        estimate = refilled - sent_since
         ours = bucket.available(now)
         falling = remaining < self._last_remaining
         self._last_remaining = remaining
-        if remaining < ours:
-            bucket.lower(now, remaining)
-            if remaining <= _LOW_WATER and falling and self._may_cut(now):
+        if estimate < ours:
+            bucket.lower(now, estimate)
+            if estimate <= _LOW_WATER and falling and self._may_cut(now):
                 self._set_rate(now, bucket.rate * 0.75)
             return
-        assert self.server_capacity is not None
-        grant = remaining - self.in_flight - self.reserve * self.server_capacity
-        bucket.raise_to(now, grant)
+        bucket.raise_to(now, estimate - self.reserve * self.server_capacity)
 
     def grant(self, now: float) -> None:
         """A request went through: win back some of the configured rate, by elapsed time."""

@@ -40,7 +40,8 @@ _FIRST_POLL_SHARE = 0.9
 _RUNTIME_WEIGHT = 0.3
 #: sweep back this much further than the oldest due prediction (server clocks differ)
 _SWEEP_SKEW = timedelta(seconds=1)
-#: sweeps cut short that may miss a prediction before it is polled singly
+#: sweeps cut short that may miss a prediction before it is polled singly: a straggler
+#: behind many finished predictions costs a page each time, a single GET once
 _MAX_MISSES = 2
 
 
@@ -85,13 +86,15 @@ class PollPolicy:
 
 @attrs.frozen
 class Sweep:
-    """Page through ``GET /predictions?created_after=since``: at most ``pages`` pages.
+    """Page through ``GET /predictions?created_after=since&created_before=until``.
 
-    ``ids`` are the predictions it is meant to settle: report those it did not see with
-    :meth:`PollPlanner.missed`.
+    At most ``pages`` pages. The window holds the predictions due now, and no newer
+    ones: those would only be read to be skipped. ``ids`` are the predictions it is
+    meant to settle: report those it did not see with :meth:`PollPlanner.missed`.
     """
 
     since: datetime
+    until: datetime
     pages: int
     ids: tuple[str, ...]
 
@@ -126,28 +129,41 @@ class _Entry:
     started: float  # monotonic: when the wait began
     due: float
     fingerprint: tuple[str, object, object]
-    misses: int = 0  # sweeps that were meant to settle it and did not
+    misses: int = 0  # sweeps cut short that were meant to settle it
 
 
 class PollPlanner:
     """Every waiting prediction of one client, and what to ask the server next.
 
-    ``rate`` is the requests a second all polling may spend (its burst is a second's
-    worth). Feed it snapshots with :meth:`observe`; ask :meth:`next_action`; report a
-    sweep's pages with :meth:`swept`.
+    ``rate`` is the requests a second all polling may spend (its burst is a quarter
+    of a second's worth, so that no second ever sees much more than the rate). Feed it
+    snapshots with :meth:`observe`; ask :meth:`next_action`; report what a sweep did not
+    see with :meth:`missed`, and call :meth:`settle` after every action.
     """
 
-    __slots__ = ("_budget", "_dated", "_entries", "_heap", "_last_sweep", "_runtimes", "policy")
+    __slots__ = (
+        "_budget",
+        "_dated",
+        "_entries",
+        "_heap",
+        "_last_sweep",
+        "_resume_before",
+        "_runtimes",
+        "policy",
+    )
 
     def __init__(self, policy: PollPolicy, *, rate: float, now: float) -> None:
         self.policy = policy
-        self._budget = TokenBucket(rate, max(1.0, rate), now=now)
+        self._budget = TokenBucket(rate, max(1.0, rate / 4), now=now)
         self._entries: dict[str, _Entry] = {}
         # (due, id) pairs; stale ones (an entry rescheduled or gone) are skipped lazily
         self._heap: list[tuple[float, str]] = []
         self._runtimes: dict[str, float] = {}
         self._last_sweep = -math.inf
         self._dated = 0  # entries a sweep can see (their creation time is known)
+        # Where a sweep cut short (out of budget) stopped: the next one goes on from there
+        # (older first), so the oldest are never the ones always left out.
+        self._resume_before: datetime | None = None
 
     # -- what is waited for -------------------------------------------------------------
 
@@ -277,16 +293,25 @@ class PollPlanner:
         if self._dated >= policy.sweep_at:
             dated = [e for e in due if e.created is not None]
             singles = [e for e in due if e.created is None]
-            if dated and tokens >= 1 and now - self._last_sweep >= policy.sweep_every:
-                # A page settles up to 100 at a time, a single GET one: sweep back to the
-                # oldest due one, but never spend more pages than singles would cost.
-                self._last_sweep = now
-                oldest = min(e.created for e in dated if e.created is not None)
-                for entry in dated:
-                    entry.due = math.inf  # in flight: observe() or missed() reschedules
-                self._put_back(singles)
-                pages = max(1, min(tokens, math.ceil(len(dated) / 2)))
-                return Sweep(oldest - _SWEEP_SKEW, pages, tuple(e.id for e in dated))
+            resuming = self._resume_before is not None
+            if dated and tokens >= 1 and (resuming or now - self._last_sweep >= policy.sweep_every):
+                # A page settles up to 100 at a time, a single GET one: sweep the window
+                # of the due ones, but never spend more pages than singles would cost.
+                until = max(e.created for e in dated if e.created is not None) + _SWEEP_SKEW
+                if self._resume_before is not None:
+                    # On from where the last sweep stopped (created_before is strict).
+                    until = min(until, self._resume_before)
+                covered = [e for e in dated if e.created is not None and e.created <= until]
+                if covered:
+                    self._last_sweep = now
+                    self._resume_before = None
+                    for entry in covered:
+                        entry.due = math.inf  # in flight: observe() or missed() reschedules
+                    self._put_back(e for e in due if e not in covered)
+                    pages = max(1, min(tokens, math.ceil(len(covered) / 2)))
+                    oldest = min(e.created for e in covered if e.created is not None)
+                    return Sweep(oldest - _SWEEP_SKEW, until, pages, tuple(e.id for e in covered))
+                self._resume_before = None  # nothing due left back there
             self._put_back(dated)
         chosen = singles[:tokens]
         self._put_back(singles[tokens:])
@@ -310,13 +335,30 @@ class PollPlanner:
         """Spend a token for a sweep page; False when the budget is out (stop paging)."""
         return self._budget.take(now)
 
-    def missed(self, prediction_ids: Iterable[str], now: float, *, complete: bool) -> None:
+    def settle(self, now: float) -> None:
+        """After an action: anything still marked in flight is due now (never forgotten)."""
+        for entry in self._entries.values():
+            if entry.due == math.inf:
+                entry.due = now
+                heapq.heappush(self._heap, (now, entry.id))
+
+    def missed(
+        self,
+        prediction_ids: Iterable[str],
+        now: float,
+        *,
+        complete: bool,
+        reached: datetime | None = None,
+    ) -> None:
         """A sweep meant to settle these did not see them: poll them again now.
 
-        ``complete``: the sweep read back past the oldest of them, so they are not where
-        a sweep can see them: from now on they go singly. A sweep cut short (out of
-        budget, or its pages) leaves them to the next one, twice at most.
+        ``complete``: the sweep read its whole window, so they are not where a sweep can
+        see them: from now on they go singly. Otherwise it was cut short (out of budget)
+        having read back to ``reached``: the next sweep goes on from there, and one
+        missed twice that way goes singly too.
         """
+        if not complete and reached is not None:
+            self._resume_before = reached
         for pid in prediction_ids:
             entry = self._entries.get(pid)
             if entry is not None and entry.due == math.inf:

@@ -236,6 +236,25 @@ class Emulator(AsyncClosing):
         """How many requests matched ``method`` and ``route`` (a route template)."""
         return self._state.traffic.requests[(method.upper(), route)]
 
+    def request_times(self, method: str | None = None, route: str | None = None) -> list[float]:
+        """When (``time.monotonic()``) the API received each matching request, oldest first."""
+        wanted = None if method is None else method.upper()
+        return [
+            at for at, m, r in self._state.traffic.log if wanted in (None, m) and route in (None, r)
+        ]
+
+    def peak_rate(
+        self, method: str | None = None, route: str | None = None, *, window: float = 1.0
+    ) -> int:
+        """The most matching requests the API received within any ``window`` seconds."""
+        times = self.request_times(method, route)
+        peak = start = 0
+        for end, at in enumerate(times):
+            while at - times[start] >= window:
+                start += 1
+            peak = max(peak, end - start + 1)
+        return peak
+
     def count_status(self, status: int, method: str | None = None, route: str | None = None) -> int:
         """How many replies had ``status`` (optionally only for one method and route)."""
         return sum(

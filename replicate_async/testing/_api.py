@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +76,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     method = request_method(request)
     state.traffic.requests[(method, route)] += 1
+    state.traffic.log.append((time.monotonic(), method, route))
     response = await _serve(request, handler, state, method, route)
     state.traffic.statuses[(method, route, response.status)] += 1
     return response
@@ -317,16 +319,21 @@ def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
             before = _query_time(request, "created_before")
         except ValueError as exc:
             return problem(400, str(exc), "Bad Request")
-        jobs = [
-            j
-            for j in request.app[STATE].jobs.jobs.values()
-            if j.kind == kind
-            and j.token == token
-            and (after is None or j.created_at > after)
-            and (before is None or j.created_at < before)
-        ]
-        jobs.sort(key=lambda j: -j.seq)  # newest first
-        return page_of(request, jobs, lambda j: j.seq, lambda j: _job_json(request, j))
+
+        def newest_first() -> Iterator[Job]:
+            # Jobs are kept in creation order: walk back from the newest, and stop at the
+            # first one older than created_after (the rest are older still).
+            for job in reversed(request.app[STATE].jobs.jobs.values()):
+                if after is not None and job.created_at <= after:
+                    return
+                if (
+                    job.kind == kind
+                    and job.token == token
+                    and (before is None or job.created_at < before)
+                ):
+                    yield job
+
+        return page_of(request, newest_first(), lambda j: j.seq, lambda j: _job_json(request, j))
 
     return get, cancel, list_
 

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import attrs
@@ -146,20 +146,35 @@ def _decode_cursor(cursor: str) -> int | None:
 
 
 def page_of(
-    request: web.Request, items: list[Any], key: Callable[[Any], int], render: Callable[[Any], Any]
+    request: web.Request,
+    items: Iterable[Any],
+    key: Callable[[Any], int],
+    render: Callable[[Any], Any],
 ) -> web.Response:
-    """One page of ``items`` (sorted by ``key`` descending), with an absolute ``next``."""
+    """One page of ``items`` (in ``key`` order, descending), with an absolute ``next``.
+
+    ``items`` is read lazily, only as far as the page needs: a list of 10,000
+    predictions costs a page's worth of work, not 10,000.
+    """
     state = request.app[STATE]
     cursor = request.query.get("cursor")
+    after: int | None = None
     if cursor is not None:
         after = _decode_cursor(cursor)
         if after is None:
             return problem(400, "Invalid cursor.", "Bad Request")
-        items = [item for item in items if key(item) < after]
     size = state.config.page_size
-    page = items[:size]
+    page: list[Any] = []
+    more = False
+    for item in items:
+        if after is not None and key(item) >= after:
+            continue
+        if len(page) == size:
+            more = True
+            break
+        page.append(item)
     next_url = None
-    if len(items) > size:
+    if more:
         next_url = str(request.url.update_query(cursor=_encode_cursor(key(page[-1]))))
     return json_reply({"next": next_url, "previous": None, "results": [render(i) for i in page]})
 

@@ -6,6 +6,7 @@ here knows about HTTP or about the other emulator modules.
 
 from __future__ import annotations
 
+import collections
 from collections import Counter
 
 import attrs
@@ -73,6 +74,11 @@ class Traffic:
     delivery: list[dict[str, str]] = attrs.field(factory=list)
     #: headers of every request the stream host received
     stream: list[dict[str, str]] = attrs.field(factory=list)
+    #: (monotonic time, method, route) of the API's requests, newest last (the last
+    #: million), to check a client's pace second by second
+    log: collections.deque[tuple[float, str, str]] = attrs.field(
+        factory=lambda: collections.deque(maxlen=1_000_000)
+    )
 
 
 @attrs.define(kw_only=True)

@@ -12,6 +12,7 @@ from replicate_async.protocol.creates import (
     CreateOptions,
     find_created,
     format_cancel_after,
+    hold,
     older_than,
 )
 from replicate_async.protocol.refs import (
@@ -142,3 +143,16 @@ def test_claims_forget_what_is_older_than_the_horizon() -> None:
     for i in range(1, 1024):
         claims.add(f"p{i}", 100.0)
     assert "old" not in claims and "p5" in claims
+
+
+def test_a_create_is_held_open_only_when_it_pays() -> None:
+    kw = {"max_connections": 100, "expected_runtime": None}
+    assert hold(True, held=0, **kw) is True  # a model not seen yet: hold, and learn
+    assert hold(10, held=49, **kw) == 10
+    assert hold(True, held=50, **kw) is False  # half the pool is held already
+    assert hold(False, held=0, **kw) is False  # not asked for
+    assert hold(True, held=0, max_connections=100, expected_runtime=5.0) is True
+    assert hold(True, held=0, max_connections=100, expected_runtime=120.0) is False
+    # a pool of one is never held: the polls and everything else need it
+    assert hold(True, held=0, max_connections=1, expected_runtime=None) is False
+    assert hold(True, held=0, max_connections=2, expected_runtime=None) is True

@@ -108,22 +108,38 @@ def test_limits_start_with_a_burst_of_one_and_lanes_pick_the_servers_bucket() ->
     assert lane_for("POST", "/predictions/abc/cancel", is_create=False) == "other"
 
 
-def test_the_servers_burst_is_spent_at_once_less_the_reserve_and_what_is_in_flight() -> None:
+def test_the_servers_burst_is_spent_at_once_less_the_reserve() -> None:
     c = RateController.for_lane(RateLimits(create_per_minute=6000), "create", now=0.0)
     assert c.bucket.take(0.0)
-    c.sent()
-    c.feedback(ok(remaining=599), 0.0)  # a fresh token: 600 at once, as Replicate allows
+    first = c.ticket(0.0)
+    c.feedback(ok(remaining=599), 0.0, first)  # a fresh token: 600 at once, as Replicate allows
     assert c.server_capacity == 600
     assert c.bucket.capacity == pytest.approx(570)  # 5% left for others by default
     assert c.bucket.available(0.0) == pytest.approx(569)
+    tickets = []
     for _ in range(569):
         assert c.bucket.take(0.0)
-        c.sent()
+        tickets.append(c.ticket(0.0))
     assert not c.bucket.take(0.0)
-    # replies to those come back: their counts do not hand out the same budget again
-    c.feedback(ok(remaining=598), 0.001)
+    # Replies to those come back: each count was the server's when it arrived, and what
+    # we sent after it comes off, so the same budget is not handed out again.
+    c.feedback(ok(remaining=598), 0.001, tickets[0])
     assert c.bucket.available(0.001) < 1
     assert c.bucket.rate == pytest.approx(100.0)  # and draining it ourselves is no news
+
+
+def test_a_count_from_a_reply_held_open_is_brought_up_to_now() -> None:
+    """A create held for a second reports what was left a second ago: no double spend."""
+    c = RateController.for_lane(RateLimits(create_per_minute=60_000), "create", now=0.0)
+    c.bucket.take(0.0)
+    c.feedback(ok(remaining=599), 0.0, c.ticket(0.0))  # learns the burst of 600
+    held = c.ticket(0.0)  # a create held open from now...
+    for i in range(1000):  # ...while a thousand others go, at the rate, for a second
+        c.ticket(i / 1000)
+    c.bucket.lower(1.0, 0.0)  # and they took every token there was
+    # its reply says 300 were left when it arrived: long spent since
+    c.feedback(ok(remaining=300), 1.0, held)
+    assert c.bucket.available(1.0) == 0.0
 
 
 def test_remaining_lowers_our_tokens_to_the_servers_count() -> None:
@@ -292,15 +308,14 @@ def test_a_limiter_has_a_lane_per_server_bucket() -> None:
     assert limiter.other.bucket.rate == pytest.approx(50.0)
 
 
-async def test_a_lane_counts_what_is_in_flight() -> None:
+async def test_a_lane_numbers_its_requests() -> None:
     t = FakeTime()
     waiting = lane(t, rate=10.0, capacity=5.0)
-    await waiting.acquire()
-    await waiting.acquire()
-    assert waiting.controller.in_flight == 2
-    waiting.feedback(ok())
-    waiting.abandon()
-    assert waiting.controller.in_flight == 0
+    first = await waiting.acquire()
+    t.now = 0.5
+    second = await waiting.acquire()
+    assert (first.seq, second.seq) == (0, 1) and second.at == 0.5
+    assert waiting.controller.sent == 2
 
 
 async def test_a_waiter_that_comes_back_at_once_does_not_jump_the_queue() -> None:
