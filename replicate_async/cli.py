@@ -15,6 +15,7 @@ from typing import Any
 from .client import AsyncReplicate
 from .errors import ReplicateError
 from .files import FileOutput
+from .progress import TextBar
 
 __all__ = ["main"]
 
@@ -73,7 +74,6 @@ async def _demo(args: argparse.Namespace) -> None:
 
     out_dir = Path(args.out or tempfile.mkdtemp(prefix="replicate-async-demo-"))
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    tty = sys.stdout.isatty()
     async with Emulator(start_delay=0.05) as emu:
         print(f"Emulator of Replicate's API running at {emu.url} (no token, no network)\n")
         async with AsyncReplicate(api_token=emu.token, base_url=emu.url) as client:
@@ -85,18 +85,19 @@ async def _demo(args: argparse.Namespace) -> None:
             print(f"2. run_many(): {n} predictions of {seconds} s each, {concurrency} at a time")
             started = time.perf_counter()
             ok = 0
-            inputs = ({"seconds": seconds} for _ in range(n))
-            async for result in client.run_many("emulator/sleep", inputs, concurrency=concurrency):
-                ok += result.ok
-                if tty:
-                    print(f"\r   {ok}/{n} done", end="", flush=True)
+            inputs = [{"seconds": seconds} for _ in range(n)]
+            with TextBar(sys.stdout, prefix="   ") as show:
+                async for result in client.run_many(
+                    "emulator/sleep", inputs, concurrency=concurrency, progress=show
+                ):
+                    ok += result.ok
             elapsed = time.perf_counter() - started
-            polls = emu.count("GET", "/predictions/{id}")
+            polls = emu.count("GET", "/predictions/{id}") + emu.count("GET", "/predictions")
             print(
-                f"{chr(10) if tty else ''}   {ok}/{n} succeeded in {elapsed:.2f} s "
+                f"   {ok}/{n} succeeded in {elapsed:.2f} s "
                 f"(one after another: {n * seconds:.0f} s); {polls} polls.\n"
-                "   The pace is the create limit, 600/min = 10/s: the client keeps inside it\n"
-                "   by itself, so the server never has to answer 429.\n"
+                "   Creates go as fast as Replicate's limits allow (it grants a burst, then\n"
+                "   10 a second), and the client keeps inside them by itself: no 429.\n"
             )
 
             print("3. file output saved to disk (streamed in chunks, atomic rename)")
