@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from ._session import Session
+from ._transport import spawn_detached
 from .errors import ReplicateError
 from .pagination import list_pages
 from .protocol.creates import Claims, find_created, older_than
@@ -29,8 +30,8 @@ from .types import Prediction
 
 __all__ = ["Janitor"]
 
-#: no clean-up request outlives this many seconds
-_DEADLINE = 15.0
+#: no clean-up outlives this many seconds (the limiter's queue included)
+_DEADLINE = 30.0
 #: looks for creates that were cancelled in the air (the server may not have them yet)
 _LOST_WAITS = (0.2, 0.5, 1.0, 2.0)
 _CLOCK_SKEW = timedelta(seconds=30)
@@ -63,7 +64,7 @@ class Janitor:
             work.close()
             return
         try:
-            task = asyncio.get_running_loop().create_task(work)
+            task = spawn_detached(work)
         except RuntimeError:  # no loop any more (interpreter exit): nothing can be sent
             work.close()
             return
@@ -87,22 +88,28 @@ class Janitor:
     async def _cancel(self, prediction_id: str) -> None:
         with contextlib.suppress(ReplicateError, asyncio.TimeoutError, TimeoutError):
             await asyncio.wait_for(
-                self._session.request("POST", f"/predictions/{prediction_id}/cancel"), _DEADLINE
+                # Cancelling twice cancels once: retried like a read.
+                self._session.request(
+                    "POST", f"/predictions/{prediction_id}/cancel", idempotent=True
+                ),
+                _DEADLINE,
             )
 
     async def _find_lost(self) -> None:
         try:
-            with contextlib.suppress(ReplicateError, asyncio.TimeoutError, TimeoutError):
-                await asyncio.wait_for(self._search(), _DEADLINE)
+            # Each batch gets every look; creates lost during a search make the next batch.
+            while self._lost:
+                batch, self._lost = self._lost, []
+                with contextlib.suppress(ReplicateError, asyncio.TimeoutError, TimeoutError):
+                    await asyncio.wait_for(self._search(batch), _DEADLINE)
         finally:
             self._searching = False
-            self._lost.clear()  # what was not found by now is not coming (best effort)
+            self._lost = []  # what was not found by now is not coming (best effort)
 
-    async def _search(self) -> None:
+    async def _search(self, lost: list[_Lost]) -> None:
         session = self._session
         for wait in _LOST_WAITS:
             await session.sleep(wait)
-            lost = self._lost
             since = min(item.sent_after for item in lost) - _CLOCK_SKEW
             pager = list_pages(
                 session, "/predictions", Prediction, params={"created_after": since.isoformat()}

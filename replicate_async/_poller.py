@@ -17,12 +17,13 @@ import contextlib
 from datetime import datetime
 
 from ._session import Session
+from ._transport import spawn_detached
 from .errors import ClientClosedError, ReplicateError, UnknownStatusError
 from .pagination import list_pages
 from .protocol.creates import older_than
 from .protocol.polling import Idle, PollPlanner, Sweep
 from .protocol.refs import job_id
-from .types import Prediction
+from .types import Prediction, Status
 
 __all__ = ["Poller", "Subscription", "get_prediction"]
 
@@ -161,7 +162,8 @@ class Poller:
         if snapshot.done:
             self._end(snapshot.id, snapshot)
         elif news:
-            for subscription in self._subscribers.get(snapshot.id, []):
+            # A copy: a waiter dropped by the garbage collector may leave at any moment.
+            for subscription in list(self._subscribers.get(snapshot.id, ())):
                 subscription.put(snapshot)
 
     # -- the loop ------------------------------------------------------------------------
@@ -169,7 +171,7 @@ class Poller:
     def _kick(self) -> None:
         """Start the loop, or wake it to look at a new subscription."""
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = spawn_detached(self._run())
         elif self._sleeper is not None:
             self._sleeper.cancel()
 
@@ -194,7 +196,11 @@ class Poller:
 
     async def _loop(self) -> None:
         planner, clock = self._planner, self.session.timing.monotonic
+        share = self.session.config.polling.share
+        other = self.session.limiter.other.bucket
         while self._subscribers:
+            # A share of what the limiter allows now: a stated or cut limit shrinks it too.
+            planner.set_rate(share * other.rate, clock())
             action = planner.next_action(clock())
             if isinstance(action, Idle):
                 if action.until is None:
@@ -239,6 +245,7 @@ class Poller:
         )
         complete = False  # read back past ``since``: what it did not see, it cannot see
         reached: datetime | None = None  # the oldest creation time the pages showed
+        failed: list[str] = []
         try:
             for _ in range(sweep.pages):
                 if not wanted or not planner.spend(clock()):
@@ -248,17 +255,25 @@ class Poller:
                     complete = True
                     break
                 for snapshot in page.results:
-                    wanted.discard(snapshot.id)
-                    self._deliver(snapshot)
                     created = snapshot.created_at
                     if created is not None and (reached is None or created < reached):
                         reached = created
+                    if snapshot.id not in planner:
+                        continue  # a prediction nobody here waits for
+                    wanted.discard(snapshot.id)
+                    if snapshot.status == Status.FAILED and snapshot.logs is None:
+                        # List pages leave logs out; a failure's logs say why: get it whole.
+                        failed.append(snapshot.id)
+                    else:
+                        self._deliver(snapshot)
                 if older_than(page.results, sweep.since) or not page.next:
                     complete = True
                     break
         except ReplicateError:
             pass  # what the sweep did not settle is polled again
         planner.missed(wanted, clock(), complete=complete, reached=reached)
+        if failed:
+            await asyncio.gather(*(self._single(pid) for pid in failed))
 
     async def aclose(self) -> None:
         """Stop polling; whoever still waits gets :class:`ClientClosedError`."""
@@ -268,6 +283,12 @@ class Poller:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        closed = ClientClosedError("The client was closed while this prediction was awaited.")
         for prediction_id in list(self._subscribers):
-            self._end(prediction_id, closed)
+            for subscription in self._subscribers.pop(prediction_id, []):
+                # One error each: one raised in many tasks would grow a shared traceback.
+                subscription.put(
+                    ClientClosedError(
+                        f"The client was closed while prediction {prediction_id} was awaited."
+                    )
+                )
+            self._planner.remove(prediction_id)

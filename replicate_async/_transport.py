@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import contextvars
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import aiohttp
 import attrs
@@ -34,6 +34,8 @@ from .errors import (
 )
 from .protocol.replies import Response
 
+T = TypeVar("T")
+
 __all__ = [
     "Connections",
     "FormField",
@@ -42,6 +44,7 @@ __all__ = [
     "StreamingBody",
     "Timeouts",
     "Transport",
+    "spawn_detached",
 ]
 
 
@@ -235,6 +238,19 @@ class Connections:
 _CURRENT_WORK: contextvars.ContextVar[Connections | None] = contextvars.ContextVar(
     "replicate_async_work", default=None
 )
+
+
+def spawn_detached(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task of the client's own (poller, clean-up), belonging to no job.
+
+    Created from inside a ``run_many`` task it would inherit that job's
+    :class:`Connections`, and closing the job would cut its requests in the air.
+    """
+    token = _CURRENT_WORK.set(None)
+    try:
+        return asyncio.get_running_loop().create_task(work)
+    finally:
+        _CURRENT_WORK.reset(token)
 
 
 class _Connector(aiohttp.TCPConnector):

@@ -56,15 +56,15 @@ class PredictionWatch(AsyncClosing):
         self, poller: Poller, prediction: Prediction | str, *, timeout: float | None = None
     ) -> None:
         self._poller = poller
+        self._subscription: Subscription | None = None
+        self._closed = False
+        self._timeout = timeout
+        self._deadline: float | None = None
+        self._last: Prediction | None = None
         # A bad id is an error now, not on the first iteration.
         self._first: Prediction | str = (
             prediction if isinstance(prediction, Prediction) else job_id(prediction)
         )
-        self._timeout = timeout
-        self._deadline: float | None = None
-        self._last: Prediction | None = None
-        self._subscription: Subscription | None = None
-        self._closed = False
 
     def __aiter__(self) -> PredictionWatch:
         return self

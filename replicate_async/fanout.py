@@ -306,6 +306,8 @@ class RunMany(AsyncClosing):
 
     def _abort(self) -> None:
         """Stop everything now, from sync code: cancel the tasks, close their connections."""
+        if self._closed and not self._pending:
+            return  # stopped already (aclose, then the drop of the iterator)
         self._closed = True
         self._ready.clear()
         for task in self._pending:

@@ -224,6 +224,7 @@ class RateController:
     """
 
     __slots__ = (
+        "_configured_capacity",
         "_cut_at",
         "_grown_at",
         "_hold_until",
@@ -247,6 +248,7 @@ class RateController:
         self.bucket = bucket
         self.max_rate = bucket.rate
         self.max_capacity = max_capacity
+        self._configured_capacity = max_capacity
         self.reserve = reserve
         #: the largest bucket the server has shown (None until a reply says)
         self.server_capacity: float | None = None
@@ -349,11 +351,17 @@ class RateController:
         elapsed = min(1.0, now - self._grown_at)  # an idle spell is no evidence of room
         self._grown_at = now
         rate = self.bucket.rate
+        if now >= self._hold_until:
+            # A stated burst holds as long as the stated rate does.
+            self.max_capacity = self._configured_capacity
         if rate < self.max_rate and now >= self._hold_until and elapsed > 0:
             self._set_rate(now, rate + self.max_rate * _GROWTH_PER_SECOND * elapsed)
 
     def throttled(self, seconds: float, now: float) -> None:
-        """The server said 429: halve the rate and the burst, and hold for ``seconds``."""
+        """The server said 429: halve the rate, hold for ``seconds``.
+
+        The burst is halved too, until the next reply shows the server's bucket again.
+        """
         bucket = self.bucket
         if now >= bucket.paused_until and self._may_cut(now):
             self._set_rate(now, bucket.rate / 2)

@@ -108,7 +108,11 @@ class Singles:
 
 @attrs.frozen
 class Idle:
-    """Nothing to do before ``until`` (monotonic seconds; None: nothing waits at all)."""
+    """Nothing to do before ``until`` (monotonic seconds).
+
+    None: nothing is due until something is added or reported back (nothing waits, or
+    all of it is in flight).
+    """
 
     until: float | None
 
@@ -116,9 +120,10 @@ class Idle:
 Action = Sweep | Singles | Idle
 
 
-def _fingerprint(p: Prediction) -> tuple[str, object, object]:
+def _fingerprint(p: Prediction, logs: object = None) -> tuple[str, object, object]:
     # What a watcher cares about. Output may be an unhashable list, so compare by value.
-    return (p.status, p.output, p.logs)
+    # List pages (sweeps) leave logs out: then the logs known so far stand for them.
+    return (p.status, p.output, logs if p.logs is None else p.logs)
 
 
 @attrs.define(eq=False)
@@ -229,7 +234,7 @@ class PollPlanner:
         except UnknownStatusError:
             self._drop(snapshot.id)
             raise
-        fingerprint = _fingerprint(snapshot)
+        fingerprint = _fingerprint(snapshot, entry.fingerprint[2])
         news = fingerprint != entry.fingerprint
         entry.fingerprint = fingerprint
         if snapshot.status in Status.TERMINAL:
@@ -286,7 +291,9 @@ class PollPlanner:
         if not due:
             return Idle(self._next_due())
         policy, budget = self.policy, self._budget
-        tokens = int(budget.available(now))
+        # The bucket counts 0.999999999 as a token (float refills): so does this, or it
+        # would idle "until now" for ever.
+        tokens = int(budget.available(now) + 1e-9)
         singles = due
         # Sweep mode while many predictions a sweep can see are waited for: then the
         # due ones wait for the next sweep instead of trickling out one GET each.
@@ -305,9 +312,10 @@ class PollPlanner:
                 if covered:
                     self._last_sweep = now
                     self._resume_before = None
+                    covered_ids = {e.id for e in covered}
                     for entry in covered:
                         entry.due = math.inf  # in flight: observe() or missed() reschedules
-                    self._put_back(e for e in due if e not in covered)
+                    self._put_back(e for e in due if e.id not in covered_ids)
                     pages = max(1, min(tokens, math.ceil(len(covered) / 2)))
                     oldest = min(e.created for e in covered if e.created is not None)
                     return Sweep(oldest - _SWEEP_SKEW, until, pages, tuple(e.id for e in covered))
@@ -331,13 +339,20 @@ class PollPlanner:
         for entry in entries:
             heapq.heappush(self._heap, (entry.due, entry.id))
 
+    def set_rate(self, rate: float, now: float) -> None:
+        """Follow the request budget's rate (a share of the limit the limiter keeps now)."""
+        if rate > 0 and rate != self._budget.rate:
+            self._budget.set_rate(now, rate)
+            self._budget.set_capacity(max(1.0, rate / 4))
+
     def spend(self, now: float) -> bool:
         """Spend a token for a sweep page; False when the budget is out (stop paging)."""
         return self._budget.take(now)
 
     def settle(self, now: float) -> None:
         """After an action: anything still marked in flight is due now (never forgotten)."""
-        for entry in self._entries.values():
+        # A copy: a waiter dropped by the garbage collector may leave at any moment.
+        for entry in list(self._entries.values()):
             if entry.due == math.inf:
                 entry.due = now
                 heapq.heappush(self._heap, (now, entry.id))
@@ -357,14 +372,21 @@ class PollPlanner:
         having read back to ``reached``: the next sweep goes on from there, and one
         missed twice that way goes singly too.
         """
-        if not complete and reached is not None:
+        missed = [
+            entry
+            for pid in prediction_ids
+            if (entry := self._entries.get(pid)) is not None and entry.due == math.inf
+        ]
+        if missed and not complete and reached is not None:
             self._resume_before = reached
-        for pid in prediction_ids:
-            entry = self._entries.get(pid)
-            if entry is not None and entry.due == math.inf:
-                entry.due = now
+        for entry in missed:
+            entry.due = now
+            # Only a sweep that read back past it and did not see it counts against it:
+            # one it never reached says nothing about it.
+            passed = reached is not None and entry.created is not None and entry.created >= reached
+            if complete or passed:
                 entry.misses += 1
-                if entry.created is not None and (complete or entry.misses >= _MAX_MISSES):
-                    entry.created = None
-                    self._dated -= 1
-                heapq.heappush(self._heap, (now, pid))
+            if entry.created is not None and (complete or entry.misses >= _MAX_MISSES):
+                entry.created = None
+                self._dated -= 1
+            heapq.heappush(self._heap, (now, entry.id))

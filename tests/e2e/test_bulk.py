@@ -37,6 +37,13 @@ async def sleepy(input: dict[str, Any], ctx: RunContext) -> int:
     return int(input["i"])
 
 
+def _clients(task: asyncio.Task[Any]) -> bool:
+    """Whether a task runs the client's code (not the emulator's, not aiohttp's)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    where = getattr(code, "co_filename", "")
+    return "replicate_async" in where and "testing" not in where
+
+
 async def none_running(emulator: Emulator, within: float = 10.0) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -70,6 +77,8 @@ async def test_two_thousand_predictions_stay_inside_the_get_budget_every_second(
         assert len(polls) / 2000 < 0.2
         peak = emulator.peak_rate("GET")  # every GET here is a poll (single or sweep)
         assert peak <= budget * 1.25 + 1, f"{peak} polls in one second, budget {budget:g}"
+        # Nothing of the client's is left running: no poller, no clean-up, no task.
+        assert [t for t in asyncio.all_tasks() if _clients(t)] == []
 
 
 async def test_cancelling_run_cancels_the_prediction(emulator: Emulator) -> None:
@@ -213,3 +222,38 @@ async def test_a_broken_progress_callback_stops_the_run_with_its_error(
             pass
     with pytest.raises(TypeError, match="progress must be a callable"):
         client.run_many("emulator/echo", [], progress="bar")  # type: ignore[arg-type]
+
+
+async def test_cancelling_a_stream_cancels_its_prediction(emulator: Emulator) -> None:
+    async with AsyncReplicate(api_token=emulator.token, base_url=emulator.url) as client:
+        first = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in client.stream("emulator/stream", input={"tokens": 100, "delay": 0.05}):
+                first.set()
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.wait_for(first.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await none_running(emulator)
+        (job,) = emulator.predictions.values()
+        assert job.status == "canceled"
+
+
+async def test_leaving_run_many_by_async_with_still_cancels_what_it_started() -> None:
+    # aclose() (leaving async with) then the iterator's drop must not cut the clean-up's
+    # own requests: they belong to the client, not to the job.
+    async with Emulator() as emulator:
+        emulator.add_model("me/sleepy", sleepy)
+        async with AsyncReplicate(
+            api_token=emulator.token, base_url=emulator.url, rate_limits=RateLimits.unlimited()
+        ) as client:
+            inputs = [{"i": 0, "seconds": 0}] + [{"i": i, "seconds": 30} for i in range(1, 6)]
+            async with client.run_many("me/sleepy", inputs, concurrency=6) as results:
+                async for _ in results:
+                    break
+            assert await none_running(emulator)
+        statuses = sorted(job.status for job in emulator.predictions.values())
+        assert statuses == ["canceled"] * 5 + ["succeeded"]

@@ -153,3 +153,38 @@ def test_out_of_budget_it_idles_until_a_token_comes() -> None:
     assert planner.next_action(0.25) == Singles(("a",))  # one token
     action = planner.next_action(0.25)
     assert isinstance(action, Idle) and action.until == pytest.approx(1.25)
+
+
+def test_a_budget_a_hair_under_one_token_still_polls() -> None:
+    planner = PollPlanner(PollPolicy(), rate=1, now=0)
+    planner.add(p("a", created=None), "m", now=0)
+    planner._budget.tokens = 1 - 1e-12  # what float refills leave
+    assert planner.next_action(0.25) == Singles(("a",))  # not Idle(0.25) for ever
+
+
+def test_a_sweep_cut_short_goes_on_from_where_it_stopped() -> None:
+    planner = PollPlanner(PollPolicy(), rate=100, now=0)
+    for i in range(10):
+        planner.add(p(f"p{i}", created=float(i)), "m", now=0)
+    sweep = planner.next_action(1)
+    assert isinstance(sweep, Sweep)
+    # Out of budget after reading back to p5: p5..p9 seen, p0..p4 never reached.
+    for i in range(5, 10):
+        planner.observe(p(f"p{i}", status="processing", created=float(i)), 1.0)
+    planner.missed(
+        [f"p{i}" for i in range(5)], 1.0, complete=False, reached=T0 + timedelta(seconds=5)
+    )
+    resumed = planner.next_action(1.0)  # at once: no waiting for sweep_every
+    assert isinstance(resumed, Sweep)
+    assert resumed.until == T0 + timedelta(seconds=5)  # below where it stopped
+    assert set(resumed.ids) == {f"p{i}" for i in range(5)}
+    # never reached is no miss: they stay where sweeps can see them
+    planner.missed(resumed.ids, 1.1, complete=False, reached=T0 + timedelta(seconds=4.5))
+    assert all(planner._entries[f"p{i}"].created is not None for i in range(5))
+
+
+def test_a_sweep_snapshot_without_logs_is_no_news() -> None:
+    planner = PollPlanner(PollPolicy(), rate=10, now=0)
+    planner.add(p(logs="starting up"), "m", now=0)
+    assert not planner.observe(p(logs=None), 0.5)  # a list page: logs left out
+    assert planner.observe(p(logs="starting up\nmore"), 1.0)  # a GET with new logs
