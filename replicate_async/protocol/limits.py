@@ -344,7 +344,12 @@ class RateController:
             if estimate <= _LOW_WATER and falling and self._may_cut(now):
                 self._set_rate(now, bucket.rate * 0.75)
             return
-        bucket.raise_to(now, estimate - self.reserve * self.server_capacity)
+        reserve = self.reserve * self.server_capacity
+        # Only a real grant (a burst, a quiet spell) is spent. The count is the server's
+        # when the request arrived, a little after its ticket, so it reads a touch high:
+        # taking each small excess would wear the reserve away one fraction at a time.
+        if estimate - reserve - ours >= max(1.0, reserve):
+            bucket.raise_to(now, estimate - reserve)
 
     def grant(self, now: float) -> None:
         """A request went through: win back some of the configured rate, by elapsed time."""
