@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +37,26 @@ async def client(emulator: Emulator) -> AsyncIterator[AsyncReplicate]:
         await c._janitor.aclose()
         in_use, _ = c._session.transport.connector_stats()
         assert in_use == 0, f"{in_use} connections still in use at the end of the test"
+
+
+async def none_running(emulator: Emulator, within: float = 10.0) -> bool:
+    """Whether every prediction the emulator holds has ended, within ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if all(job.terminal for job in emulator.predictions.values()):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def cancel_after(work: Awaitable[Any], seconds: float = 0.3) -> None:
+    """Start ``work``, cancel it ``seconds`` later, and check that it was cancelled."""
+    task = asyncio.ensure_future(work)
+    await asyncio.sleep(seconds)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        return
+    raise AssertionError("the work ended before it could be cancelled")

@@ -14,7 +14,7 @@ from typing import Any
 
 from replicate_async import AsyncReplicate, RateLimits
 from replicate_async.testing import Emulator, RunContext
-from tests.conftest import FAST_POLLING
+from tests.conftest import FAST_POLLING, none_running
 
 
 def in_use(client: AsyncReplicate) -> int:
@@ -26,17 +26,6 @@ async def quiet_for(emulator: Emulator, seconds: float = 0.3) -> int:
     before = sum(emulator.requests.values())
     await asyncio.sleep(seconds)
     return sum(emulator.requests.values()) - before
-
-
-async def none_running(emulator: Emulator, within: float = 5.0) -> bool:
-    """Whether every prediction the emulator holds has ended, within ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if all(job.terminal for job in emulator.predictions.values()):
-            return True
-        await asyncio.sleep(0.02)
-    return False
 
 
 async def test_stream(client: AsyncReplicate, emulator: Emulator) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from replicate_async import AsyncReplicate, PollPolicy, Progress, RateLimits
 from replicate_async.testing import Emulator, RunContext
+from tests.conftest import cancel_after, none_running
 
 CREATE, OTHER = 60_000, 30_000  # a minute
 LIMITS = RateLimits(create_per_minute=CREATE, other_per_minute=OTHER, get_per_minute=OTHER)
@@ -42,16 +43,6 @@ def _clients(task: asyncio.Task[Any]) -> bool:
     code = getattr(task.get_coro(), "cr_code", None)
     where = getattr(code, "co_filename", "")
     return "replicate_async" in where and "testing" not in where
-
-
-async def none_running(emulator: Emulator, within: float = 10.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while loop.time() < deadline:
-        if all(job.terminal for job in emulator.predictions.values()):
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def test_two_thousand_predictions_stay_inside_the_get_budget_every_second() -> None:
@@ -85,13 +76,7 @@ async def test_cancelling_run_cancels_the_prediction(emulator: Emulator) -> None
     emulator.add_model("me/sleepy", sleepy)
     async with AsyncReplicate(api_token=emulator.token, base_url=emulator.url) as client:
         # Without a held create: the id is known when the caller gives up.
-        task = asyncio.ensure_future(
-            client.run("me/sleepy", input={"i": 1, "seconds": 30}, wait=False)
-        )
-        await asyncio.sleep(0.3)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_after(client.run("me/sleepy", input={"i": 1, "seconds": 30}, wait=False))
         assert await none_running(emulator)
         (job,) = emulator.predictions.values()
         assert job.status == "canceled"
@@ -106,9 +91,7 @@ async def test_cancelling_a_held_create_finds_and_cancels_what_it_made(
         task = asyncio.ensure_future(client.run("me/sleepy", input={"i": 2, "seconds": 30}))
         await asyncio.sleep(0.3)
         assert client._session.transport.connector_stats()[0] == 1  # held open
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_after(task, 0)
         assert await none_running(emulator)
         (job,) = emulator.predictions.values()
         assert job.status == "canceled"
@@ -121,13 +104,7 @@ async def test_a_held_create_carries_cancel_after_when_the_lookup_cannot_help() 
         AsyncReplicate(api_token=emulator.token, base_url=emulator.url) as client,
     ):
         emulator.fail_next("GET", "/predictions", status=503, times=100)  # no lookups
-        task = asyncio.ensure_future(
-            client.run("emulator/echo", input={"text": "x"}, cancel_after=5)
-        )
-        await asyncio.sleep(0.3)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_after(client.run("emulator/echo", input={"text": "x"}, cancel_after=5))
         # The server's own deadline ends it: aborted, since it never started.
         assert await none_running(emulator, within=8)
         (job,) = emulator.predictions.values()
@@ -163,13 +140,9 @@ async def test_cancelling_run_many_leaves_nothing_running() -> None:
 async def test_cancel_on_exit_false_leaves_predictions_running(emulator: Emulator) -> None:
     emulator.add_model("me/sleepy", sleepy)
     async with AsyncReplicate(api_token=emulator.token, base_url=emulator.url) as client:
-        task = asyncio.ensure_future(
+        await cancel_after(
             client.run("me/sleepy", input={"i": 1, "seconds": 2}, cancel_on_exit=False)
         )
-        await asyncio.sleep(0.3)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
         await asyncio.sleep(0.5)
         (job,) = emulator.predictions.values()
         assert not job.terminal
