@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import aiohttp
 import attrs
@@ -50,17 +50,22 @@ __all__ = [
 
 @attrs.frozen(kw_only=True)
 class Timeouts:
-    """Network timeouts in seconds.
+    """Network timeouts in seconds: every wait has one.
 
-    ``read`` bounds the wait for each chunk of a reply; a create sent with
-    ``Prefer: wait=N`` gets ``N + wait_margin`` at least, since the server holds it open.
-    ``total`` bounds a whole request (None: no bound, downloads may be long).
+    ``connect``: to open a connection. ``read``: the longest silence within a reply.
+    ``total``: one API call's attempt, from sending to the last byte of its reply (a
+    server dripping a byte a second ends here); a create sent with ``Prefer: wait=N``
+    gets ``N + wait_margin`` at least for both, since the server holds it open.
+    ``progress``: downloads and event streams have no total (they may last an hour),
+    but end (and resume) when this long passes without progress: bytes of substance
+    for a download, events (not comments) for a stream.
     """
 
     connect: float = 10.0
     read: float = 30.0
-    total: float | None = None
+    total: float | None = 90.0
     wait_margin: float = 15.0
+    progress: float = 30.0
 
 
 @attrs.frozen
@@ -78,6 +83,38 @@ class FormField:
 
 
 _FOREIGN = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError)
+
+#: the largest API reply read (a models list page is about 2 MB)
+MAX_REPLY_SIZE = 16 * 1024 * 1024
+#: the largest error body read from a download or stream host
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int, method: str, url: str) -> bytes:
+    """The whole body, refused (before it is all read) when over ``limit`` bytes."""
+    length = resp.content_length
+    if length is not None and length <= limit:
+        return await resp.read()  # the common case: aiohttp's own fast path
+    if length is not None:
+        raise MalformedResponseError(
+            f"{method} {url}: the reply is {length:,} bytes, over the {limit:,} this client "
+            "reads (AsyncReplicate(max_reply_size=...)); not read.",
+            method=method,
+            url=url,
+        )
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise MalformedResponseError(
+                f"{method} {url}: the reply went on past {limit:,} bytes, over what this "
+                "client reads (AsyncReplicate(max_reply_size=...)); stopped.",
+                method=method,
+                url=url,
+            )
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _translate(exc: BaseException, method: str, url: str) -> TransportError:
@@ -108,29 +145,47 @@ def _translate(exc: BaseException, method: str, url: str) -> TransportError:
 
 
 class _MappedErrors:
-    """Re-raise aiohttp's and asyncio's exceptions inside the block as ours.
+    """Catches aiohttp's and asyncio's exceptions in its block; ``fail()`` raises ours.
 
-    A class rather than ``@contextmanager``: it runs around every request, and a
-    generator-based manager costs a few times more.
+    ::
+
+        mapped = _MappedErrors(method, url)
+        with mapped:
+            return await ...  # the work
+        mapped.fail()  # reached only if the block failed
+
+    Ours is raised *outside* the block, so it carries no ``__context__`` and no
+    ``__cause__``: aiohttp's exception (whose ``request_info`` holds the request's
+    headers, the Authorization header among them) is dropped, its words kept. A class
+    rather than ``@contextmanager``: it runs around every request, and a generator-based
+    manager costs a few times more.
     """
 
-    __slots__ = ("method", "url")
+    __slots__ = ("error", "method", "url")
 
     def __init__(self, method: str, url: str) -> None:
         self.method = method
         self.url = url
+        self.error: TransportError | None = None
 
-    def __enter__(self) -> None:
-        return None
+    def __enter__(self) -> _MappedErrors:
+        return self
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> bool:
         if exc is not None and isinstance(exc, _FOREIGN):
-            raise _translate(exc, self.method, self.url) from exc
+            self.error = _translate(exc, self.method, self.url)
+            return True  # suppressed here, raised by fail() outside the handler
+        return False
+
+    def fail(self) -> NoReturn:
+        """Raise the translated error (after the block swallowed aiohttp's)."""
+        assert self.error is not None, "fail() follows a block that failed"
+        raise self.error
 
 
 class StreamingBody(AsyncClosing):
@@ -158,20 +213,42 @@ class StreamingBody(AsyncClosing):
         """Reply headers."""
         return self._resp.headers
 
-    async def read(self) -> bytes:
-        """Read the rest of the body (for error replies, which are small)."""
-        with _MappedErrors(self._method, self._url):
-            return await self._resp.read()
+    async def read(self, limit: int = ERROR_BODY_LIMIT) -> bytes:
+        """The rest of the body, at most ``limit`` bytes (for error replies: small)."""
+        mapped = _MappedErrors(self._method, self._url)
+        with mapped:
+            return await _read_capped(self._resp, limit, self._method, self._url)
+        mapped.fail()
 
     async def read_chunk(self, size: int) -> bytes:
         """Up to ``size`` bytes of the body as they arrive; b"" at its end."""
-        with _MappedErrors(self._method, self._url):
+        mapped = _MappedErrors(self._method, self._url)
+        with mapped:
             return await self._resp.content.read(size)
+        mapped.fail()
 
     async def read_any(self) -> bytes:
         """The next bytes that arrive, as soon as any do; b"" at the end of the body."""
-        with _MappedErrors(self._method, self._url):
+        mapped = _MappedErrors(self._method, self._url)
+        with mapped:
             return await self._resp.content.readany()
+        mapped.fail()
+
+    @property
+    def content_length(self) -> int | None:
+        """The ``Content-Length`` the server stated (of the encoded body, if encoded)."""
+        return self._resp.content_length
+
+    @property
+    def chunked(self) -> bool:
+        """Whether the body is framed by chunked encoding (its end is then provable)."""
+        return "chunked" in self._resp.headers.get("Transfer-Encoding", "").lower()
+
+    @property
+    def encoded(self) -> bool:
+        """Whether aiohttp decodes a Content-Encoding (then ranges are not byte offsets)."""
+        encoding = self._resp.headers.get("Content-Encoding", "identity").lower()
+        return encoding not in ("", "identity")
 
     def close(self) -> None:
         """Release the connection. An unfinished body closes it rather than pool it."""
@@ -276,7 +353,9 @@ class Transport:
         timeouts: Timeouts,
         user_agent: str,
         session: aiohttp.ClientSession | None = None,
+        max_reply_size: int = MAX_REPLY_SIZE,
     ) -> None:
+        self.max_reply_size = max_reply_size
         self._max_connections = max_connections
         self.timeouts = timeouts
         self._user_agent = user_agent
@@ -331,11 +410,13 @@ class Transport:
         idle = sum(len(v) for v in getattr(connector, "_conns", {}).values())
         return acquired, idle
 
-    def _timeout(self, read: float | None) -> aiohttp.ClientTimeout:
-        if read is None:
+    def _timeout(self, read: float | None, total: float | None) -> aiohttp.ClientTimeout:
+        if read is None and total == self.timeouts.total:
             return self._default_timeout
         return aiohttp.ClientTimeout(
-            total=self.timeouts.total, sock_connect=self.timeouts.connect, sock_read=read
+            total=total,
+            sock_connect=self.timeouts.connect,
+            sock_read=self.timeouts.read if read is None else read,
         )
 
     async def send(
@@ -347,12 +428,16 @@ class Transport:
         data: bytes | None = None,
         form: Sequence[FormField] | None = None,
         read_timeout: float | None = None,
+        total: float | None = None,
     ) -> Response:
-        """Send one request and read the whole reply.
+        """Send one request and read the whole reply (at most ``max_reply_size`` bytes).
 
         ``form`` sends a multipart body whose file parts stream from their source in
         chunks (aiohttp reads file objects in a thread), never whole in memory.
+        ``total`` bounds the whole attempt (default: ``Timeouts.total``).
         """
+        if total is None:
+            total = self.timeouts.total
         session = self._get_session()
         body: bytes | aiohttp.FormData | None = data
         opened: list[BinaryIO] = []
@@ -366,21 +451,23 @@ class Transport:
                 body.add_field(
                     field.name, value, filename=field.filename, content_type=field.content_type
                 )
+        mapped = _MappedErrors(method, url)
         try:
-            with _MappedErrors(method, url):
+            with mapped:
                 async with session.request(
                     method,
                     url,
                     headers={"User-Agent": self._user_agent, **headers},
                     data=body,
-                    timeout=self._timeout(read_timeout),
+                    timeout=self._timeout(read_timeout, total),
                     allow_redirects=False,
                 ) as resp:
-                    reply = await resp.read()
+                    reply = await _read_capped(resp, self.max_reply_size, method, url)
                     return Response(resp.status, resp.reason, resp.headers, reply, method, url)
         finally:
             for handle in opened:
                 handle.close()
+        mapped.fail()
 
     async def open(
         self,
@@ -392,15 +479,19 @@ class Transport:
     ) -> StreamingBody:
         """Send a request and return as soon as the headers are in; the body streams."""
         session = self._get_session()
-        with _MappedErrors(method, url):
+        mapped = _MappedErrors(method, url)
+        with mapped:
             resp = await session.request(
                 method,
                 url,
                 headers={"User-Agent": self._user_agent, **headers},
-                timeout=self._timeout(read_timeout),
+                # No overall deadline (a download may take an hour); the readers watch
+                # for progress instead.
+                timeout=self._timeout(read_timeout, None),
                 allow_redirects=True,
             )
-        return StreamingBody(resp, method, url)
+            return StreamingBody(resp, method, url)
+        mapped.fail()
 
     async def aclose(self) -> None:
         """Close the pool (only if we created it). Safe to call twice."""

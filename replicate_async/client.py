@@ -20,10 +20,10 @@ from ._create import Creator
 from ._janitor import Janitor
 from ._poller import Poller
 from ._session import DEFAULT_BASE_URL, ClientConfig, Session
-from ._transport import Response, Timeouts, Transport
+from ._transport import MAX_REPLY_SIZE, Response, Timeouts, Transport
 from ._version import __version__
 from ._watch import wait_for
-from .errors import ValidationError, prediction_error
+from .errors import ValidationError, keep_secret, prediction_error
 from .fanout import Progress, RunMany, Track
 from .files import decode_output
 from .limiter import RateLimiter
@@ -108,6 +108,7 @@ class AsyncReplicate(AsyncClosing):
         *,
         rate_limits: RateLimits | None = None,
         max_connections: int = 100,
+        max_reply_size: int = MAX_REPLY_SIZE,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         polling: PollPolicy | None = None,
@@ -130,14 +131,18 @@ class AsyncReplicate(AsyncClosing):
             retry=retry,
             polling=polling,
         )
+        keep_secret(config.api_token)  # never in an error, whatever a server echoes
         # ``sleep`` and ``clock`` are injectable so retry and rate tests run on fake time.
         real = Timing()
         timing = Timing(monotonic=clock or real.monotonic, sleep=sleep or real.sleep)
+        if max_reply_size < 1024:
+            raise ValueError(f"max_reply_size must be at least 1024 bytes, got {max_reply_size}")
         transport = Transport(
             max_connections=config.max_connections,
             timeouts=config.timeouts,
             user_agent=config.user_agent,
             session=session,
+            max_reply_size=max_reply_size,
         )
         limiter = limiter or RateLimiter(
             config.rate_limits, clock=timing.monotonic, sleep=timing.sleep

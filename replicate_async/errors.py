@@ -28,7 +28,9 @@
 
 Every error carries ``status``, ``title``, ``detail``, ``method`` and ``url`` (``None`` where
 they do not apply). None of them ever holds the API token: requests carry it only in a
-header, and headers are never copied into an error.
+header, headers are never copied into an error, and a server (or a proxy's error page)
+that echoes the request back cannot smuggle it in either: every error scrubs the tokens
+of this process's clients from all it holds, when it is built (:func:`keep_secret`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import json
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from .types import Status
 
@@ -69,6 +73,7 @@ __all__ = [
     "WaitTimeoutError",
     "error_from_problem",
     "error_from_response",
+    "keep_secret",
     "parse_problem",
     "prediction_error",
 ]
@@ -77,6 +82,35 @@ TOKEN_HELP = (
     "Pass api_token=... to AsyncReplicate or set the REPLICATE_API_TOKEN environment variable "
     "(create a token at https://replicate.com/account/api-tokens)."
 )
+
+
+#: the API tokens of this process's clients: scrubbed from every error when it is built.
+#: The one process-wide state of the library, on purpose: redaction at each place
+#: where a server's words enter an error would leak the token at the place forgotten.
+_SECRETS: set[str] = set()
+_REDACTED = "r8_…(redacted)"
+
+
+def keep_secret(token: str | None) -> None:
+    """Keep ``token`` out of every error from now on (clients call this with theirs)."""
+    if token and len(token) >= 8:  # a short string would be scrubbed from everything
+        _SECRETS.add(token)
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every kept secret replaced, in strings at any depth of lists/dicts."""
+    if not _SECRETS:
+        return value
+    if isinstance(value, str):
+        for secret in _SECRETS:
+            if secret in value:
+                value = value.replace(secret, _REDACTED)
+        return value
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    if isinstance(value, dict):
+        return {redact(key): redact(item) for key, item in value.items()}
+    return value
 
 
 class ReplicateError(Exception):
@@ -98,13 +132,14 @@ class ReplicateError(Exception):
         method: str | None = None,
         url: str | None = None,
     ) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status = status
-        self.title = title
-        self.detail = detail
+        self.title = redact(title)
+        self.detail = redact(detail)
         self.method = method
-        self.url = url
+        self.url = redact(url)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status!r})"
@@ -117,7 +152,7 @@ class APIError(ReplicateError):
 
     def __init__(self, message: str, *, body: Any = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.body = body
+        self.body = redact(body)
 
 
 class BadRequestError(APIError):
@@ -204,23 +239,35 @@ class CreateOutcomeUnknownError(ReplicateError):
         sent_before: datetime,
         looked: bool = False,
         lookup_error: ReplicateError | None = None,
+        created: bool = False,
     ) -> CreateOutcomeUnknownError:
         """The error for a create that failed with ``cause`` after it was sent.
 
         ``looked``: the client already searched ``predictions.list()`` and found nothing;
-        ``lookup_error``: it tried to, and the search failed this way.
+        ``lookup_error``: it tried to, and the search failed this way. ``created``: the
+        server said it created it (2xx), but its reply could not be read.
         """
+        if created:
+            what = (
+                f"{cause.message} The server answered that it created it, so it exists; "
+                "it was not re-sent, to avoid running the model twice."
+            )
+        else:
+            what = (
+                f"{cause.message} The request was sent, so what it creates may exist; it was "
+                "not re-sent, to avoid running the model twice."
+            )
         message = (
-            f"{cause.message} The request was sent, so what it creates may exist; it was not "
-            "re-sent, to avoid running the model twice. Look for it with "
-            f"client.predictions.list(created_after=...) (sent between {sent_after.isoformat()} "
-            f"and {sent_before.isoformat()}) before creating it again."
+            f"{what} Look for it with client.predictions.list(created_after=...) (sent between "
+            f"{sent_after.isoformat()} and {sent_before.isoformat()}) before creating it again."
         )
-        if looked:
+        if looked and not created:
             message += (
                 " No matching prediction was found in predictions.list(), so it was "
                 "probably not created; it was still not re-sent, to be safe."
             )
+        elif looked:
+            message += " No matching prediction turned up in predictions.list() yet."
         if lookup_error is not None:
             message += f" Looking for it failed too: {lookup_error.message}"
         return cls(
@@ -240,7 +287,15 @@ class PredictionError(ReplicateError):
 
     def __init__(self, message: str, *, prediction: Prediction, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.prediction = prediction
+        self.prediction = _redacted_prediction(prediction)
+
+
+def _redacted_prediction(prediction: Prediction) -> Prediction:
+    """The snapshot with the server's free text (error, logs) scrubbed, if need be."""
+    error, logs = redact(prediction.error), redact(prediction.logs)
+    if error == prediction.error and logs == prediction.logs:
+        return prediction
+    return attrs.evolve(prediction, error=error, logs=logs)
 
 
 class PredictionFailed(PredictionError):
@@ -259,7 +314,7 @@ class UnknownStatusError(ReplicateError):
 
     def __init__(self, message: str, *, prediction: Prediction, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.prediction = prediction
+        self.prediction = _redacted_prediction(prediction)
 
 
 class WaitTimeoutError(ReplicateError, TimeoutError):
@@ -267,7 +322,7 @@ class WaitTimeoutError(ReplicateError, TimeoutError):
 
     def __init__(self, message: str, *, prediction: Prediction, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.prediction = prediction
+        self.prediction = _redacted_prediction(prediction)
 
 
 class ClientClosedError(ReplicateError, RuntimeError):
