@@ -96,6 +96,8 @@ class _Prepared(NamedTuple):
     headers: dict[str, str]
     content: bytes | None
     read_timeout: float | None
+    #: the attempt's overall deadline (a held create's is its wait and a margin)
+    total: float | None
     idempotent: bool
     #: the rate-limit lane it draws from (protocol.limits.LANES)
     lane: str
@@ -124,6 +126,13 @@ class Session:
 
     # -- the one request path ------------------------------------------------------------
 
+    def on_api_origin(self, url: str) -> bool:
+        """Whether an absolute URL is on the API's origin (scheme, host and port)."""
+        if not url.startswith(("http://", "https://")):
+            return False
+        parts = urlsplit(url)
+        return (parts.scheme.lower(), parts.netloc.lower()) == self.config.origin
+
     def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
         url = path if path.startswith(("http://", "https://")) else self.config.base_url + path
         if params:
@@ -148,13 +157,11 @@ class Session:
     ) -> _Prepared:
         url = self._url(path, params)
         # Relative paths are on the API by construction; absolute ones (next links) are checked.
-        if path[:1] != "/":
-            parts = urlsplit(url)
-            if (parts.scheme.lower(), parts.netloc.lower()) != self.config.origin:
-                raise ValueError(
-                    f"{url!r} is not on the API's origin ({self.config.base_url}); refusing "
-                    "to send the API token there."
-                )
+        if path[:1] != "/" and not self.on_api_origin(url):
+            raise ValueError(
+                f"{url!r} is not on the API's origin ({self.config.base_url}); refusing "
+                "to send the API token there."
+            )
         token = self.config.api_token
         if not token:
             raise AuthenticationError(
@@ -162,12 +169,15 @@ class Session:
             )
         send = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         read_timeout: float | None = None
+        timeouts = self.config.timeouts
+        total = timeouts.total
         if prefer_wait is not False:
             # The server holds the reply up to N seconds (60 when unspecified).
             seconds = 60.0 if prefer_wait is True else float(prefer_wait)
             send["Prefer"] = "wait" if prefer_wait is True else f"wait={int(seconds)}"
-            timeouts = self.config.timeouts
             read_timeout = max(timeouts.read, seconds + timeouts.wait_margin)
+            if total is not None:
+                total = max(total, seconds + timeouts.wait_margin)
         if json_body is not None:
             content = _ENCODER.encode(json_body).encode()
             content_type = "application/json"
@@ -181,6 +191,7 @@ class Session:
             send,
             content,
             read_timeout,
+            total,
             is_idempotent(method, path) if idempotent is None else idempotent,
             lane_for(method, path, is_create=is_create),
         )
@@ -242,6 +253,7 @@ class Session:
                     data=req.content,
                     form=form,
                     read_timeout=req.read_timeout,
+                    total=req.total,
                 )
             except TransportError as exc:
                 result = exc
@@ -277,7 +289,7 @@ class Session:
         method, url = resp.method, resp.url
         try:
             data = json.loads(resp.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past any sense
             snippet = resp.body[:120].decode("utf-8", "replace")
             raise MalformedResponseError(
                 f"{method} {url}: expected JSON from the API, got {snippet!r} "
@@ -288,14 +300,19 @@ class Session:
             ) from None
         try:
             return convert.structure(data, cls)
-        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
-            raise MalformedResponseError(
-                f"{method} {url}: the reply does not look like a {getattr(cls, '__name__', cls)} "
-                f"({exc}).",
-                status=resp.status,
-                method=method,
-                url=url,
-            ) from exc
+        except cattrs.BaseValidationError as exc:
+            problems = "; ".join(cattrs.transform_error(exc, path="reply")[:5])
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            problems = f"{type(exc).__name__}: {exc}"
+        name = getattr(cls, "__name__", str(cls))
+        # Raised outside the handler, unchained: the converter's exception holds the
+        # server's values, and its words (scrubbed) are all the message needs.
+        raise MalformedResponseError(
+            f"{method} {url}: the reply is not a valid {name}: {problems}.",
+            status=resp.status,
+            method=method,
+            url=url,
+        )
 
     async def request_json(self, method: str, path: str, cls: type[T], **kwargs: Any) -> T:
         """:meth:`request`, then :meth:`decode` the body into ``cls``."""

@@ -7,6 +7,8 @@ Rules (all here, none on the classes):
 - a missing key takes the field's default (``None`` for everything optional);
 - timestamps become timezone-aware ``datetime``: ``Z`` or an offset, any number of
   fractional digits (the API sends nine; ``datetime`` keeps six), on every Python >= 3.10;
+- strict types: a string field takes a string, a number a number, a boolean a boolean,
+  a timestamp a string; anything else is an error that names the field;
 - ``Any`` fields (``output``, ``input`` values) are passed through untouched.
 """
 
@@ -69,36 +71,60 @@ def parse_datetime(value: str) -> datetime:
     )
 
 
+def _wrong(expected: str, value: Any) -> TypeError:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return TypeError(f"expected {expected}, got {type(value).__name__} {shown}")
+
+
 def _structure_datetime(value: Any, _: type) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
-    return parse_datetime(str(value))
+    if type(value) is not str:
+        # Not a number (a boolean would be 1970), not anything else: the API sends text.
+        raise _wrong("an RFC 3339 timestamp string", value)
+    return parse_datetime(value)
 
 
 def _unstructure_datetime(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _structure_float(value: Any, _: type) -> float:
+def _str(value: Any, _: Any = None) -> str:
+    if type(value) is str:
+        return value
+    raise _wrong("a string", value)  # a null id must not become "None"
+
+
+def _int(value: Any, _: Any = None) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)  # 3.0: JSON has one number type
+    raise _wrong("an integer", value)
+
+
+def _float(value: Any, _: Any = None) -> float:
     # bool is an int subclass; a True where a number belongs is drift, not a number.
-    if isinstance(value, bool):
-        raise TypeError(f"expected a number, got {value!r}")
-    return float(value)
+    if type(value) in (int, float):
+        return float(value)
+    raise _wrong("a number", value)
 
 
-def _optional(kind: Callable[[Any], T]) -> Callable[[Any, Any], T | None]:
-    """A direct hook for ``kind | None``, converting exactly as cattrs would.
+def _bool(value: Any, _: Any = None) -> bool:
+    if type(value) is bool:
+        return value
+    raise _wrong("true or false", value)  # "false" must not become True
+
+
+def _optional(strict: Callable[[Any, Any], T]) -> Callable[[Any, Any], T | None]:
+    """A direct hook for ``kind | None``: None, or exactly what ``strict`` takes.
 
     It skips cattrs' generic Optional dispatch: a third of the cost of structuring a
     prediction, since nearly every field is optional.
     """
 
     def hook(value: Any, _: Any) -> T | None:
-        if value is None or type(value) is kind:
-            return value  # type: ignore[no-any-return]
-        return kind(value)
+        return None if value is None else strict(value, None)
 
     return hook
 
@@ -110,19 +136,23 @@ def _optional_datetime(value: Any, _: Any) -> datetime | None:
 def _optional_json_object(value: Any, _: Any) -> dict[str, Any] | None:
     if value is None or type(value) is dict:
         return value
-    raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+    raise _wrong("a JSON object", value)
 
 
 def make_converter(*, forbid_extra_keys: bool = False) -> cattrs.Converter:
-    """Build a converter with every hook this library uses."""
+    """Build a converter with every hook this library uses.
+
+    Strict: a field of the wrong JSON type is an error naming the field, never a
+    coercion (no ``str(None)``, no ``bool("false")``, no timestamp from a number).
+    """
     conv = cattrs.Converter(forbid_extra_keys=forbid_extra_keys)
     conv.register_structure_hook(datetime, _structure_datetime)
     conv.register_unstructure_hook(datetime, _unstructure_datetime)
-    conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(datetime | None, _optional_datetime)
     conv.register_structure_hook(dict[str, Any] | None, _optional_json_object)
-    for kind in (str, int, bool):
-        conv.register_structure_hook(kind | None, _optional(kind))
+    for kind, strict in ((str, _str), (int, _int), (float, _float), (bool, _bool)):
+        conv.register_structure_hook(kind, strict)
+        conv.register_structure_hook(kind | None, _optional(strict))
     return conv
 
 
