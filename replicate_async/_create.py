@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 from ._janitor import Janitor
 from ._poller import Poller
 from ._session import Session
-from .errors import CreateOutcomeUnknownError, ReplicateError
+from .errors import CreateOutcomeUnknownError, MalformedResponseError, ReplicateError
 from .files import FileInput, prepare_input, upload_url
 from .pagination import list_pages
 from .protocol.creates import Claims, CreateOptions, find_created, hold, older_than
 from .protocol.refs import Target
+from .protocol.replies import Response
 from .types import Prediction, Training
 
 __all__ = ["Creator"]
@@ -76,10 +77,9 @@ class Creator:
         self._held += wait is not False
         try:
             try:
-                job = await session.request_json(
+                reply = await session.request(
                     "POST",
                     target.path,
-                    cls,
                     json_body=body,
                     headers=options.headers(),
                     is_create=target.is_create,
@@ -88,6 +88,7 @@ class Creator:
                 )
             finally:
                 self._held -= wait is not False
+            job = self._decode(reply, cls, sent)
         except CreateOutcomeUnknownError as unknown:
             if not session.config.retry.recover_creates:
                 raise
@@ -102,6 +103,20 @@ class Creator:
         if isinstance(job, Prediction) and job.done:
             self._poller.learn(target.label, job)
         return job
+
+    def _decode(self, reply: Response, cls: type[J], sent: list[float]) -> J:
+        """The created job; a 2xx reply that cannot be read is a create to recover."""
+        try:
+            return self._session.decode(reply, cls)
+        except MalformedResponseError as unreadable:
+            error = unreadable
+        # Raised outside the handler: the unreadable reply is the cause, nothing else.
+        raise CreateOutcomeUnknownError.after(
+            error,
+            sent_after=_utc(sent[0]),
+            sent_before=_utc(self._session.timing.wall()),
+            created=True,
+        ) from error
 
     async def _recover_or_abandon(
         self,
@@ -152,6 +167,7 @@ class Creator:
             sent_before=unknown.sent_before,
             looked=failed is None,
             lookup_error=failed,
+            created=isinstance(cause, MalformedResponseError),
         ) from cause
 
     async def _look(
@@ -164,7 +180,7 @@ class Creator:
     ) -> J | None:
         pager = list_pages(self._session, target.list_path, cls, params=params)
         while (page := await pager.next_page()) is not None:
-            found = find_created(page.results, target, body, self.claims)
+            found = find_created(page.results, target, body, self.claims, since=since)
             # Lists come newest first: a page reaching back before the window ends it.
             if found is not None or older_than(page.results, since):
                 return found

@@ -116,7 +116,9 @@ class Janitor:
             )
             while lost and (page := await pager.next_page()) is not None:
                 for item in list(lost):
-                    found = find_created(page.results, item.target, item.body, self._claims)
+                    found = find_created(
+                        page.results, item.target, item.body, self._claims, since=since
+                    )
                     if found is not None:
                         lost.remove(item)
                         self._claims.add(found.id, session.timing.monotonic())

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._aiter import AsyncClosing
+from .errors import MalformedResponseError
 from .types import Page
 
 if TYPE_CHECKING:
@@ -33,12 +34,13 @@ class AsyncPager(AsyncClosing, Generic[T]):
     ``break`` leaves nothing behind.
     """
 
-    __slots__ = ("_buffer", "_closed", "_fetch", "_next", "_started")
+    __slots__ = ("_buffer", "_closed", "_fetch", "_next", "_seen", "_started")
 
     def __init__(self, fetch: FetchPage[T]) -> None:
         self._fetch = fetch
         self._buffer: list[T] = []
         self._next: str | None = None
+        self._seen: set[str] = set()  # next links followed: one that comes back is a loop
         self._started = False
         self._closed = False
 
@@ -53,7 +55,16 @@ class AsyncPager(AsyncClosing, Generic[T]):
             page = await self._fetch(self._next)
         else:
             return None
-        self._next = page.next if _has_next(page) else None
+        link = page.next if _has_next(page) else None
+        if link is not None:
+            if link in self._seen:
+                self._closed = True
+                raise MalformedResponseError(
+                    f"the list's next link {link!r} came back a second time: the pages go "
+                    "round in a loop; stopped."
+                )
+            self._seen.add(link)
+        self._next = link
         return page
 
     async def pages(self) -> AsyncIterator[Page[T]]:
@@ -95,6 +106,11 @@ def list_pages(
 
     async def fetch(url: str | None) -> Page[T]:
         if url is not None:
+            if not session.on_api_origin(url):
+                raise MalformedResponseError(
+                    f"the list's next link {url!r} is not a URL on the API's origin "
+                    f"({session.config.base_url}); not followed (it would get the token)."
+                )
             page: Page[T] = await session.request_json("GET", url, kind)
         elif query is not None:
             page = await session.request_json(

@@ -204,16 +204,24 @@ class Claims:
 
 
 def find_created(
-    candidates: Iterable[J], target: Target, body: Mapping[str, Any], claimed: Container[str]
+    candidates: Iterable[J],
+    target: Target,
+    body: Mapping[str, Any],
+    claimed: Container[str],
+    *,
+    since: datetime | None = None,
 ) -> J | None:
     """The candidate a lost create made: the same input and target, and not claimed.
 
     ``body`` is what the create sent; the target's identity (its version, model or
     deployment) must be what the candidate reports, so a prediction of another model
-    with the same input is never adopted. The newest match wins (lists come newest
-    first).
+    with the same input is never adopted. With ``since``, it must have been created
+    then or later: checked here, not left to the server's filter. The newest match wins
+    (lists come newest first).
     """
     for candidate in candidates:
+        if since is not None and (candidate.created_at is None or candidate.created_at < since):
+            continue
         if (
             candidate.id not in claimed
             and candidate.input == body["input"]

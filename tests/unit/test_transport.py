@@ -206,7 +206,7 @@ async def test_malformed_json_in_a_200(client: AsyncReplicate) -> None:
 async def test_file_downloads_never_carry_the_token(client: AsyncReplicate) -> None:
     with aioresponses() as m:
         url = "https://replicate.delivery/pbxt/abc/out.png"
-        m.get(url, status=200, body=b"png-bytes")
+        m.get(url, status=200, body=b"png-bytes", headers={"Content-Length": "9"})
         output = client.output_of(Prediction(id="p1", status="succeeded", output=url))
         assert isinstance(output, FileOutput)
         assert await output.read() == b"png-bytes"
@@ -244,13 +244,36 @@ async def test_token_never_in_errors_reprs_or_logs(
 
 
 async def test_an_unknown_create_is_recovered_from_the_list(client: AsyncReplicate) -> None:
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).isoformat()
+    old = "2000-01-01T00:00:00Z"  # the server's created_after filter is not trusted
     listing = {
         "next": None,
         "previous": None,
         "results": [
             {"id": "other", "status": "starting", "input": {"x": 2}, "version": "v1"},
-            {"id": "mine", "status": "starting", "input": {"x": 1}, "version": "v1"},
-            {"id": "wrong-version", "status": "starting", "input": {"x": 1}, "version": "v2"},
+            {
+                "id": "ancient",
+                "status": "starting",
+                "input": {"x": 1},
+                "version": "v1",
+                "created_at": old,
+            },
+            {
+                "id": "mine",
+                "status": "starting",
+                "input": {"x": 1},
+                "version": "v1",
+                "created_at": now,
+            },
+            {
+                "id": "wrong-version",
+                "status": "starting",
+                "input": {"x": 1},
+                "version": "v2",
+                "created_at": now,
+            },
         ],
     }
     with aioresponses() as m:
