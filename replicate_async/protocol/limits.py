@@ -58,6 +58,9 @@ _LOW_WATER = 1.0
 _STATED_HOLD = 60.0
 #: a 429 that gives no delay holds the bucket this long
 _DEFAULT_PAUSE = 1.0
+#: the longest any server delay holds the bucket: a Retry-After of a billion seconds
+#: must not freeze every client sharing the limiter (the retry policy gives up on it)
+MAX_PAUSE = 120.0
 
 _PREDICTION = re.compile(r"^/predictions/[^/?]+$")
 
@@ -291,6 +294,7 @@ class RateController:
             self.grant(now)
         elif outcome.throttled:
             pause = _DEFAULT_PAUSE if outcome.server_delay is None else outcome.server_delay
+            pause = min(MAX_PAUSE, pause)
             if outcome.stated_limit is not None:
                 # The server told us the rate: no need to guess by halving.
                 self.adopt(*outcome.stated_limit, now=now)

@@ -11,6 +11,7 @@ read the same Outcome instead of each parsing the reply again (gidgethub's
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -165,13 +166,22 @@ def parse_retry_after(
 
     In order: the ``Retry-After`` header (seconds or an HTTP date, ``now`` being the
     current Unix time), a ``retry_after`` field in the JSON body, then the numbers in the
-    429 detail text Replicate sends.
+    429 detail text Replicate sends. A value that is no finite number (``inf``, ``nan``)
+    is no delay at all; how long is too long is the retry policy's and the limiter's
+    call (both cap it).
     """
+    delay = _retry_after(headers, body, now)
+    if delay is None or not math.isfinite(delay):
+        return None
+    return max(0.0, delay)
+
+
+def _retry_after(headers: Mapping[str, str], body: Any, now: float | None) -> float | None:
     header = headers.get("Retry-After") or headers.get("retry-after")
     if header:
         header = header.strip()
         try:
-            return max(0.0, float(header))
+            return float(header)
         except ValueError:
             pass
         try:
@@ -179,11 +189,11 @@ def parse_retry_after(
         except (TypeError, ValueError, IndexError):
             when = None
         if when is not None and now is not None:
-            return max(0.0, when - now)
+            return when - now
     if isinstance(body, dict):
         value = body.get("retry_after")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return max(0.0, float(value))
+            return float(value)
         detail = body.get("detail")
         if isinstance(detail, str):
             for pattern in _DETAIL_PATTERNS:
