@@ -68,6 +68,8 @@ DATA_URI_LIMIT = 1024 * 1024
 MAX_RESUMES = 5
 #: the backoff between them, first and largest (the library's one formula, retry.backoff)
 _RESUME_BACKOFF = (0.05, 2.0)
+#: a download makes progress when this many more bytes arrived (a drip does not)
+_PROGRESS_BYTES = 64 * 1024
 
 _DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.DOTALL)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -141,10 +143,13 @@ class FileOutput:
 
     def chunks(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """The bytes in chunks of at most ``chunk_size``, resuming a cut download."""
+        return self._chunks(chunk_size, restartable=False)
+
+    def _chunks(self, chunk_size: int | None, *, restartable: bool) -> AsyncIterator[bytes]:
         size = chunk_size or self.chunk_size
         if self.url.startswith("data:"):
             return _data_chunks(self.url, size)
-        return _Download(self.url, self._session, size)
+        return _Download(self.url, self._session, size, restartable=restartable)
 
     async def save(
         self, path: str | os.PathLike[str], *, chunk_size: int | None = None
@@ -162,7 +167,16 @@ class FileOutput:
             # "xb" creates the file. (Not mkstemp and then "wb": opening an existing file
             # with O_TRUNC makes ext4 flush it on close, which cost 15% of throughput.)
             async with aiofiles.open(temp_name, "xb") as out:
-                async for chunk in self.chunks(chunk_size):
+                chunks = self._chunks(chunk_size, restartable=True)
+                generation = 0
+                async for chunk in chunks:
+                    if getattr(chunks, "generation", 0) != generation:
+                        # The server sent the file again from its first byte, and
+                        # nothing proved it the same file: write it again from the start.
+                        generation = getattr(chunks, "generation", 0)
+                        await out.seek(0)
+                        await out.truncate()
+                        size = 0
                     await out.write(chunk)
                     size += len(chunk)
             await aiofiles.os.replace(temp_name, target)
@@ -181,21 +195,50 @@ async def _data_chunks(uri: str, size: int) -> AsyncIterator[bytes]:
 
 
 class _Download(HoldsBody):
-    """One pass over a file's bytes, resuming with ``Range`` where the body was cut.
+    """One pass over a file's bytes: resumed where the body was cut, never short.
+
+    The rules (nothing short passes as whole):
+
+    - the file is complete only when its length is known and reached, or the body ended
+      cleanly by its framing (``Content-Length`` bodies and chunked ones: aiohttp raises
+      on a body cut inside either); a body with neither, ended by closing the
+      connection, is asked for more (``Range`` from where it stopped) until the server
+      says there is none (416);
+    - a cut, a stall (``Timeouts.progress`` seconds without 64 KiB arriving: a server
+      dripping a byte a second) or a lost connection resumes with ``Range`` from the
+      last byte received; ``If-Range`` carries the file's strong ETag, else its
+      ``Last-Modified``, so a changed file comes back whole;
+    - a 200 to a ``Range`` request is the same file again only if its validator says
+      so (then the bytes already held are skipped); otherwise the file starts over:
+      ``save()`` writes it again from the start, and plain iteration raises (the bytes
+      it gave out may not belong to this file);
+    - downloads ask for ``Accept-Encoding: identity``: byte offsets are then ranges. A
+      server that encodes anyway is not resumed by range but started over.
 
     Class-based rather than a generator so that dropping it (``break``) closes its
     connection at once.
     """
 
-    def __init__(self, url: str, session: Session, chunk_size: int) -> None:
+    def __init__(
+        self, url: str, session: Session, chunk_size: int, *, restartable: bool = False
+    ) -> None:
         self._url = url
         self._session = session
         self._chunk_size = chunk_size
-        self._received = 0
+        self._restartable = restartable
+        #: bumped when the file starts over (``save()`` then truncates what it wrote)
+        self.generation = 0
+        self._received = 0  # bytes handed out for the current generation
         self._total: int | None = None
-        self._etag: str | None = None
+        self._validator: tuple[str, str] | None = None  # ("If-Range" value kind, value)
         self._skip = 0  # bytes to drop: a server that ignored our Range sent them again
+        self._framed = False  # the current body's end is provable (length or chunks)
+        self._ranged = True  # byte offsets are ranges (no Content-Encoding in the way)
         self._resumes = 0
+        self._probes = 0
+        self._arrived = 0  # bytes off the wire, skipped ones too: what progress counts
+        self._mark = (0.0, 0)  # (when, arrived) at the last progress
+        self._stalled = False
         self._done = False
 
     def __aiter__(self) -> _Download:
@@ -212,30 +255,70 @@ class _Download(HoldsBody):
                 try:
                     chunk = await self._body.read_chunk(self._chunk_size)
                 except TransportError:
-                    chunk = b""  # cut: resume below
-                if chunk:
-                    if self._skip:
-                        dropped = min(self._skip, len(chunk))
-                        self._skip -= dropped
-                        chunk = chunk[dropped:]
-                        if not chunk:
-                            continue
-                    self._received += len(chunk)
-                    return chunk
-                self._close_body()
-                if self._total is None or self._received >= self._total:
-                    self._done = True
+                    await self._resume("cut")  # the connection broke mid-body
                     continue
-                await self._resume()
+                if chunk:
+                    chunk = self._take(chunk)
+                    if chunk:
+                        return chunk
+                    continue
+                await self._ended()
         except BaseException:
             self._close_body()
             raise
 
-    async def _resume(self) -> None:
-        if self._resumes >= MAX_RESUMES:
+    def _take(self, chunk: bytes) -> bytes:
+        arrived = len(chunk)
+        if self._skip:
+            dropped = min(self._skip, len(chunk))
+            self._skip -= dropped
+            chunk = chunk[dropped:]
+        self._received += len(chunk)
+        self._check_progress(arrived)
+        return chunk
+
+    def _check_progress(self, arrived: int) -> None:
+        """Count bytes off the wire; too few for too long is a stall (a drip), resumed."""
+        self._arrived += arrived
+        now = self._session.timing.monotonic()
+        when, at = self._mark
+        if self._arrived - at >= _PROGRESS_BYTES:
+            self._mark = (now, self._arrived)
+            self._resumes = 0  # it is moving: the resume budget is per stall
+        elif now - when > self._session.config.timeouts.progress:
+            self._close_body()  # resume rather than wait for ever
+            self._stalled = True
+
+    async def _ended(self) -> None:
+        """The body ended without an error: complete, or more to ask for."""
+        self._close_body()
+        if self._total is not None:
+            if self._received >= self._total:
+                self._done = True
+            else:
+                await self._resume("short")  # fewer bytes than its length said
+            return
+        if self._framed:
+            self._done = True  # the framing said so: a cut would have raised
+            return
+        # Ended by closing the connection: that is also how a cut looks. Ask for more.
+        if self._probes >= MAX_RESUMES:
             raise ConnectionLostError(
-                f"GET {self._url}: download cut short at {self._received} of {self._total} "
-                f"bytes, {self._resumes} times; try again later.",
+                f"GET {self._url}: the server ends the file by closing the connection "
+                f"and cannot say whether all of it came ({self._received:,} bytes): "
+                "not taken as whole.",
+                method="GET",
+                url=self._url,
+            )
+        self._probes += 1
+
+    async def _resume(self, why: str) -> None:
+        self._close_body()
+        if self._resumes >= MAX_RESUMES:
+            of = "" if self._total is None else f" of {self._total:,}"
+            raise ConnectionLostError(
+                f"GET {self._url}: download {why} at {self._received:,}{of} bytes, "
+                f"{self._resumes} times without progress; try again later.",
                 method="GET",
                 url=self._url,
             )
@@ -243,25 +326,59 @@ class _Download(HoldsBody):
         first, cap = _RESUME_BACKOFF
         await self._session.sleep(backoff(self._resumes, initial=first, cap=cap))
 
+    def _restart(self) -> None:
+        """The file starts over from its first byte."""
+        if not self._restartable and self._received:
+            raise ConnectionLostError(
+                f"GET {self._url}: the server sent the file again from the start, and "
+                "nothing proves it is the same file: the bytes given out so far may not "
+                "belong to it. Read it again (save() starts over by itself).",
+                method="GET",
+                url=self._url,
+            )
+        self.generation += 1
+        self._received = self._skip = 0
+        self._total = None
+
     async def _open(self) -> None:
-        headers: dict[str, str] = {}
-        if self._received:
+        if self._stalled:
+            self._stalled = False
+            await self._resume("stalled")
+        headers = {"Accept-Encoding": "identity"}
+        resuming = self._received > 0 and self._ranged
+        if resuming:
             headers["Range"] = f"bytes={self._received}-"
-            if self._etag:
-                headers["If-Range"] = self._etag  # the same file, or the whole of the new one
+            if self._validator is not None:
+                # The same file, or the whole of the new one.
+                headers["If-Range"] = self._validator[1]
+        elif self._received:
+            self._restart()  # an encoded body cannot be resumed by range
         try:
             body = await self._session.open(self._url, headers=headers)
         except TransportError:
             if not self._received and not self._resumes:
                 raise
-            await self._resume()
+            await self._resume("unreachable")
             return
-        if body.status >= 400:
+        self._mark = (self._session.timing.monotonic(), self._arrived)
+        status = body.status
+        if status == 416 and resuming:
+            body.close()
+            if _range_total(body.headers.get("Content-Range", "")) == self._received:
+                self._done = True  # asked for more, and there is none: it was whole
+                return
+            raise ConnectionLostError(
+                f"GET {self._url}: the server refused to resume at byte {self._received:,} "
+                f"({body.headers.get('Content-Range')!r}).",
+                method="GET",
+                url=self._url,
+            )
+        if status >= 400:
             reply = await body.read()
             body.close()
-            _raise_download_error(self._url, body.status, body.reason, reply)
-        etag = body.headers.get("ETag")
-        if body.status == 206:
+            _raise_download_error(self._url, status, body.reason, reply)
+        validator = _validator(body.headers)
+        if status == 206:
             match = _CONTENT_RANGE.match(body.headers.get("Content-Range", ""))
             if match is None or int(match.group(1)) != self._received:
                 body.close()
@@ -271,28 +388,38 @@ class _Download(HoldsBody):
                     method="GET",
                     url=self._url,
                 )
-            if match.group(3) != "*":
-                self._total = int(match.group(3))
+            self._total = None if match.group(3) == "*" else int(match.group(3))
         else:
-            if self._received and self._etag and etag and etag != self._etag:
-                body.close()
-                raise ConnectionLostError(
-                    f"GET {self._url}: the file changed while it was being downloaded; "
-                    "download it again.",
-                    method="GET",
-                    url=self._url,
-                )
-            # No range support: the whole file again. Drop what we already have.
-            self._skip = self._received
-            length = body.headers.get("Content-Length")
-            self._total = int(length) if length and length.isdigit() else None
-        self._etag = etag or self._etag
+            if resuming:
+                if self._validator is not None and validator == self._validator:
+                    # The same file, all of it: drop the bytes already handed out.
+                    self._skip = self._received
+                else:
+                    self._restart()
+            self._total = body.content_length if not body.encoded else None
+        self._ranged = not body.encoded
+        self._framed = body.chunked or body.content_length is not None
+        self._validator = validator or self._validator
         self._body = body
 
     async def aclose(self) -> None:
         """Stop and release the connection."""
         self._done = True
         self._close_body()
+
+
+def _validator(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """What proves a file unchanged: a strong ETag, else Last-Modified (None: nothing)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return ("etag", etag)
+    modified = headers.get("Last-Modified")
+    return ("date", modified) if modified else None
+
+
+def _range_total(content_range: str) -> int | None:
+    match = re.match(r"^bytes \*/(\d+)$", content_range.strip())
+    return int(match.group(1)) if match else None
 
 
 def _raise_download_error(url: str, status: int, reason: str | None, body: bytes) -> NoReturn:
