@@ -24,10 +24,12 @@ from typing import Any
 
 import attrs
 
+from ._poller import get_prediction
 from ._session import Session
 from ._transport import HoldsBody
 from .errors import (
     APIError,
+    MalformedResponseError,
     PredictionCanceled,
     PredictionFailed,
     ReplicateError,
@@ -37,7 +39,7 @@ from .errors import (
 )
 from .files import FileOutput, is_file_url
 from .protocol.retry import backoff
-from .protocol.sse import ServerSentEvent, SSEDecoder
+from .protocol.sse import MAX_EVENT_SIZE, EventTooLarge, ServerSentEvent, SSEDecoder
 from .types import Prediction, Status
 
 __all__ = ["PredictionStream", "StreamPolicy"]
@@ -51,12 +53,20 @@ class StreamPolicy:
     closes after 30 s idle, so it should be longer than that); then it reconnects. The
     waits between reconnects follow the library's one backoff, the server's ``retry:``
     field first.
+
+    ``idle_timeout``: this long without an event (comments and stray bytes do not
+    count), the stream asks the API how the prediction is doing; if it has ended, the
+    stream ends with it (giving whatever output it had not given), so a server that
+    only sends comments cannot hold a stream open after its prediction is done.
+    ``max_event_size`` caps one event (and one line) in bytes.
     """
 
     max_reconnects: int = 5
     initial_backoff: float = 0.1
     max_backoff: float = 5.0
     read_timeout: float = 60.0
+    idle_timeout: float = 60.0
+    max_event_size: int = MAX_EVENT_SIZE
 
 
 class PredictionStream(HoldsBody):
@@ -79,7 +89,8 @@ class PredictionStream(HoldsBody):
         self._on_abandon = on_abandon
         self._policy = policy or StreamPolicy()
         self.prediction: Prediction | None = None
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_size=self._policy.max_event_size)
+        self._last_event = 0.0  # when the last event came (comments do not count)
         self._queue: collections.deque[ServerSentEvent | BaseException] = collections.deque()
         self._seen_ids: set[str] = set()
         self._outputs = 0  # output events given out, to know what is missing after a fallback
@@ -151,6 +162,7 @@ class PredictionStream(HoldsBody):
                 )
             # File streams (".../v1/files/...") carry one file per output event.
             self._file_stream = "/v1/files/" in url
+            self._last_event = self._session.timing.monotonic()
         if self._body is None:
             await self._connect()
             return
@@ -162,8 +174,31 @@ class PredictionStream(HoldsBody):
             self._close_body()
             await self._reconnect_or_fall_back()
             return
-        for event in self._decoder.feed(chunk):
-            self._handle(event)
+        try:
+            events = self._decoder.feed(chunk)
+        except EventTooLarge as too_large:
+            error = MalformedResponseError(f"GET {self._stream_url()}: {too_large}")
+            raise error from None
+        now = self._session.timing.monotonic()
+        if events:
+            self._last_event = now
+            for event in events:
+                self._handle(event)
+        elif now - self._last_event > self._policy.idle_timeout:
+            await self._check_idle()
+
+    def _stream_url(self) -> str:
+        urls = self.prediction.urls if self.prediction is not None else None
+        return (urls.stream if urls is not None else None) or ""
+
+    async def _check_idle(self) -> None:
+        """No event for a while (comments, stray bytes): has the prediction ended?"""
+        assert self.prediction is not None
+        self._last_event = self._session.timing.monotonic()
+        latest = await get_prediction(self._session, self.prediction.id)
+        if latest.done:
+            # It ended and the stream did not say so: end from what the API says.
+            await self._fall_back(None, latest)
 
     async def _connect(self) -> None:
         assert self.prediction is not None
@@ -190,7 +225,11 @@ class PredictionStream(HoldsBody):
         self._body = body
         # A fresh decoder for a fresh connection, keeping the id to resume from and the
         # reconnection delay the server asked for.
-        self._decoder = SSEDecoder(self._decoder.last_event_id, retry=self._decoder.retry)
+        self._decoder = SSEDecoder(
+            self._decoder.last_event_id,
+            retry=self._decoder.retry,
+            max_event_size=self._policy.max_event_size,
+        )
 
     async def _reconnect_or_fall_back(self) -> None:
         if self._finished:
@@ -248,7 +287,7 @@ class PredictionStream(HoldsBody):
         if event is not None:
             try:
                 detail = event.json().get("detail")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 detail = event.data
         prediction = attrs.evolve(self.prediction, status=Status.FAILED, error=detail)
         return PredictionFailed(
@@ -264,16 +303,18 @@ class PredictionStream(HoldsBody):
             f"Prediction {prediction.id} was canceled while streaming.", prediction=prediction
         )
 
-    async def _fall_back(self, cause: ReplicateError | None) -> None:
-        """The stream cannot be resumed: wait for the prediction, give what is missing."""
+    async def _fall_back(
+        self, cause: ReplicateError | None, final: Prediction | None = None
+    ) -> None:
+        """The stream cannot go on: wait for the prediction, give what is missing."""
         assert self.prediction is not None
         self._close_body()
-        try:
-            final = await self._wait(self.prediction)
-        except APIError:
-            if cause is None:
-                raise
-            final = None
+        if final is None:
+            try:
+                final = await self._wait(self.prediction)
+            except APIError:
+                if cause is None:
+                    raise
         if final is None:
             # Why the stream could not go on says more than why polling failed too.
             assert cause is not None
@@ -300,7 +341,7 @@ class PredictionStream(HoldsBody):
 def _reason(event: ServerSentEvent) -> str | None:
     try:
         data = event.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     reason = data.get("reason") if isinstance(data, dict) else None
     return reason if isinstance(reason, str) else None

@@ -4,8 +4,10 @@ Follows the WHATWG EventSource parsing rules: LF, CR and CRLF line ends (a CRLF 
 split between two chunks, and so may a multi-byte UTF-8 character); a leading BOM is
 dropped; ``data`` lines join with ``\\n``; comment lines (``: hi``, ``:408: 408 Request
 Timeout``) are skipped; a block without ``data`` dispatches nothing; ``retry`` takes
-ASCII digits only; an ``id`` containing NUL is ignored. There is no line-length limit,
-events without an ``id`` are kept, and event types this module does not know pass through.
+ASCII digits only; an ``id`` containing NUL is ignored. Events without an ``id`` are
+kept, and event types this module does not know pass through. One limit is ours: an
+event (or a line) longer than ``max_event_size`` raises :class:`EventTooLarge`, so a
+server that never ends a line cannot fill the memory.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ import json
 import re
 from collections.abc import AsyncIterator
 from os import PathLike
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import attrs
 
-__all__ = ["Downloadable", "SSEDecoder", "ServerSentEvent"]
+__all__ = ["MAX_EVENT_SIZE", "Downloadable", "EventTooLarge", "SSEDecoder", "ServerSentEvent"]
+
+#: the default largest event (a file stream's data URI may be a few MB)
+MAX_EVENT_SIZE = 16 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    """An event (or one line) went on past the decoder's ``max_event_size``."""
+
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
@@ -70,18 +80,27 @@ class SSEDecoder:
     """Feed it bytes as they arrive; it returns the events each chunk completed."""
 
     __slots__ = (
+        "_counted",
         "_data",
         "_event",
         "_id",
+        "_max",
         "_pending",
         "_retry",
+        "_size",
         "_skip_lf",
         "_started",
         "last_event_id",
         "retry",
     )
 
-    def __init__(self, last_event_id: str = "", *, retry: int | None = None) -> None:
+    def __init__(
+        self,
+        last_event_id: str = "",
+        *,
+        retry: int | None = None,
+        max_event_size: int = MAX_EVENT_SIZE,
+    ) -> None:
         # The bytes of an unfinished line. Kept as bytes, decoded once when the line ends:
         # a multi-byte character split between chunks is whole by then, and a long line
         # is copied twice (in, then decoded) instead of four times.
@@ -92,6 +111,11 @@ class SSEDecoder:
         self._data: list[str] = []
         self._id: str | None = None
         self._retry: int | None = None
+        self._max = max_event_size
+        # The unfinished event's size so far, and how many of its data lines that counts:
+        # counted once each, however many chunks the event spans.
+        self._size = 0
+        self._counted = 0
         #: the stream's last event id (what a reconnect sends as ``Last-Event-ID``)
         self.last_event_id = last_event_id
         #: the reconnection delay the server asked for, in milliseconds (kept across
@@ -108,6 +132,8 @@ class SSEDecoder:
         end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
         if end < 0:
             self._pending += chunk
+            if len(self._pending) > self._max:
+                self._too_large("a line")
             return []
         if chunk[end] == 13:  # CR: its LF, if any, may open the next chunk
             self._skip_lf = True
@@ -123,6 +149,8 @@ class SSEDecoder:
             head = None
             rest = str(view[: end + 1], "utf-8", "replace")
         self._pending += view[end + 1 :]
+        if len(self._pending) > self._max:
+            self._too_large("a line")
         # Most streams use LF only: str.split is several times faster than the regex.
         lines = _LINE_END.split(rest) if "\r" in rest else rest.split("\n")
         lines.pop()  # the empty string after the chunk's last line end
@@ -176,8 +204,25 @@ class SSEDecoder:
             elif field == "retry" and value.isascii() and value.isdigit():
                 retry = self.retry = int(value)
             # other fields are ignored, as the spec says
+        if data is not self._data:
+            self._size = self._counted = 0  # an event was dispatched: a new one began
         self._event, self._data, self._id, self._retry = event, data, event_id, retry
+        if len(data) > self._counted:
+            # An event spans chunks: count only its lines this chunk added.
+            self._size += sum(map(len, data[self._counted :])) + len(data) - self._counted
+            self._counted = len(data)
+            if self._size > self._max:
+                self._too_large("an event")
         return events
+
+    def _too_large(self, what: str) -> NoReturn:
+        self._pending = bytearray()
+        self._data = []
+        self._size = self._counted = 0
+        raise EventTooLarge(
+            f"the server sent {what} of more than {self._max:,} bytes without ending it "
+            "(StreamPolicy(max_event_size=...)); stopped."
+        )
 
 
 def _first_line_end(chunk: bytes, last: int) -> int:
