@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping
 
 from ._clock import Timing
@@ -36,13 +37,20 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def _key(secret: str) -> bytes:
-    encoded = secret.removeprefix("whsec_")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
+    """The HMAC key in a ``whsec_...`` secret; an empty or malformed one is refused."""
+    where = "the 'whsec_...' key from client.webhooks.default_secret()"
+    if not isinstance(secret, str) or not secret.removeprefix("whsec_"):
         raise ValueError(
-            "the webhook secret must be the 'whsec_...' key from client.webhooks.default_secret()"
-        ) from None
+            f"the webhook secret is empty or not a string ({type(secret).__name__}): is its "
+            f"environment variable set? It must be {where}."
+        )
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise ValueError(f"the webhook secret is malformed (not base64): it must be {where}.")
+    return key
 
 
 def verify(
@@ -57,15 +65,32 @@ def verify(
 
     ``body`` must be the raw request body, byte for byte (parse JSON after verifying).
     ``tolerance`` is how many seconds the timestamp may be off from ``now`` (default
-    5 minutes, against replays); ``None`` skips the time check.
+    5 minutes, against replays); ``None`` skips the time check. An empty or malformed
+    ``secret``, or a ``tolerance`` that is no finite number >= 0, raises ``ValueError``
+    before the delivery is looked at: those are the caller's mistakes, not the sender's.
     """
+    # The caller's mistakes first, whatever the delivery: a missing secret (an unset
+    # environment variable) must fail loudly, not verify deliveries signed with no key.
+    key = _key(secret)
+    if tolerance is not None and (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not math.isfinite(tolerance)
+        or tolerance < 0
+    ):
+        raise ValueError(
+            f"tolerance must be a finite number of seconds >= 0, or None to skip the time "
+            f"check; got {tolerance!r}"
+        )
+    if not isinstance(body, (bytes, bytearray, memoryview, str)):
+        raise TypeError(f"body must be the raw request body (bytes), got {type(body).__name__}")
     msg_id = _header(headers, "webhook-id")
     timestamp = _header(headers, "webhook-timestamp")
     signatures = _header(headers, "webhook-signature")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise WebhookVerificationError(f"webhook-timestamp {timestamp!r} is not a number") from None
+    # Digits only: int() would also take " 12", "+12" and "1_2".
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise WebhookVerificationError(f"webhook-timestamp {timestamp[:20]!r} is not a number")
+    sent = int(timestamp)
     if tolerance is not None:
         current = Timing().wall() if now is None else now
         if abs(current - sent) > tolerance:
@@ -73,9 +98,9 @@ def verify(
                 f"webhook-timestamp is {current - sent:+.0f} s from now, beyond the "
                 f"{tolerance:g} s tolerance: a replay, or a clock that is off"
             )
-    payload = body.encode() if isinstance(body, str) else body
+    payload = body.encode() if isinstance(body, str) else bytes(body)
     signed = f"{msg_id}.{timestamp}.".encode() + payload
-    expected = hmac.new(_key(secret), signed, hashlib.sha256).digest()
+    expected = hmac.new(key, signed, hashlib.sha256).digest()
     for entry in signatures.split():
         version, _, signature = entry.partition(",")
         if version != "v1":
