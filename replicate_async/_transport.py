@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
+import stat
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -115,6 +117,14 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, method: str, ur
             )
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    handle = path.open("rb")
+    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise ValueError(f"file input {str(path)!r} is no longer a regular file; not sent")
+    return handle
 
 
 def _translate(exc: BaseException, method: str, url: str) -> TransportError:
@@ -441,18 +451,20 @@ class Transport:
         session = self._get_session()
         body: bytes | aiohttp.FormData | None = data
         opened: list[BinaryIO] = []
-        if form is not None:
-            body = aiohttp.FormData()
-            for field in form:
-                value = field.value
-                if isinstance(value, Path):
-                    value = value.open("rb")
-                    opened.append(value)
-                body.add_field(
-                    field.name, value, filename=field.filename, content_type=field.content_type
-                )
         mapped = _MappedErrors(method, url)
         try:
+            if form is not None:
+                body = aiohttp.FormData()
+                for field in form:
+                    value = field.value
+                    if isinstance(value, Path):
+                        # Opened in a thread: were it swapped for a FIFO since it was
+                        # checked, opening would block the loop.
+                        value = await asyncio.to_thread(_open_regular, value)
+                        opened.append(value)
+                    body.add_field(
+                        field.name, value, filename=field.filename, content_type=field.content_type
+                    )
             with mapped:
                 async with session.request(
                     method,

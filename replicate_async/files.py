@@ -20,6 +20,7 @@ import mimetypes
 import os
 import re
 import secrets
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -70,6 +71,9 @@ MAX_RESUMES = 5
 _RESUME_BACKOFF = (0.05, 2.0)
 #: a download makes progress when this many more bytes arrived (a drip does not)
 _PROGRESS_BYTES = 64 * 1024
+#: file inputs up to this size (by stat) are read whole while checking: their size is
+#: then what they hold, not what stat claims
+_SMALL_FILE = 64 * 1024
 
 _DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*),(?P<data>.*)$", re.DOTALL)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -81,15 +85,26 @@ def is_file_url(value: str) -> bool:
 
 
 def decode_data_uri(uri: str) -> tuple[str, bytes]:
-    """(media type, bytes) of a ``data:`` URI."""
+    """(media type, bytes) of a ``data:`` URI; a malformed one is a ``ValueError``."""
     match = _DATA_URI.match(uri)
     if match is None:
-        raise ValueError("malformed data: URI (expected data:[<type>][;base64],<data>)")
+        raise ValueError(
+            f"malformed data: URI {uri[:40]!r}: expected data:[<type>][;base64],<data>"
+        )
     params = match.group("params").split(";")
     data = match.group("data")
-    if "base64" in params:
-        return match.group("type"), base64.b64decode(data)
-    return match.group("type"), unquote_to_bytes(data)
+    if "base64" not in params:
+        return match.group("type"), unquote_to_bytes(data)
+    # Strict: a lenient decoder drops what is not base64 and hands back b"" or garbage.
+    text = unquote_to_bytes(data) if "%" in data else data.encode("ascii", "replace")
+    text = b"".join(text.split())
+    text += b"=" * (-len(text) % 4)  # missing padding is unambiguous; anything else is not
+    try:
+        return match.group("type"), base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error is one
+        raise ValueError(
+            f"malformed data: URI {uri[:40]!r}: its data is not valid base64"
+        ) from None
 
 
 @attrs.frozen
@@ -503,39 +518,140 @@ def _guess_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _require_regular(mode: int, name: str) -> None:
+    """Only regular files are read: a FIFO blocks, a device never ends, a directory fails."""
+    if not stat.S_ISREG(mode):
+        raise ValueError(
+            f"file input {name!r} is {_kind_of(mode)}: only regular files can be sent "
+            "(copy its content into a file, or pass bytes). Nothing was sent."
+        )
+
+
+async def _read_small(read: Callable[[int], Awaitable[bytes]], name: str) -> bytes:
+    """Read a file that claims to be small: its size is what reading it gives.
+
+    ``/proc`` and ``/sys`` files say 0 or 4096 bytes whatever they hold; a multipart
+    part sized by that claim would not match its content.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await read(DEFAULT_CHUNK_SIZE):
+        size += len(chunk)
+        if size > MAX_UPLOAD_SIZE:
+            raise PayloadTooLargeError(
+                f"File {name!r} said it was small but goes on past "
+                f"{MAX_UPLOAD_SIZE // (1024 * 1024)} MB. Nothing was sent."
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def as_file_input(value: Any) -> FileInput | None:
-    """A :class:`FileInput` for a file-like input value, None for anything else."""
+    """A :class:`FileInput` for a file-like input value, None for anything else.
+
+    Checked here, before anything is sent: the file exists, is a regular file (never a
+    directory, FIFO or device) and is open in binary mode; its size comes from ``stat``
+    for ordinary files and from reading it for small ones (pseudo-files lie in ``stat``).
+    """
     if isinstance(value, (str, int, float, bool)) or value is None:
         return None
     if isinstance(value, os.PathLike):
-        path = Path(value)
-        try:
-            size = (await aiofiles.os.stat(path)).st_size
-        except FileNotFoundError:
-            raise FileNotFoundError(f"file input {str(path)!r} does not exist") from None
-        return FileInput(path, path.name, _guess_type(path.name), size)
+        return await _path_input(Path(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return FileInput(data, "file", "application/octet-stream", len(data))
-    if _is_async_file(value):
-        start = await value.tell()
-        await value.seek(0, os.SEEK_END)
-        end = await value.tell()
-        await value.seek(start)
-        name = Path(str(getattr(value, "name", "file"))).name
-        return FileInput(value, name, _guess_type(name), end - start, start)
     if isinstance(value, io.TextIOBase):
         raise TypeError(
             f"file input {getattr(value, 'name', value)!r} is open in text mode; open it in "
             "binary mode ('rb')."
         )
-    if isinstance(value, io.IOBase) or (hasattr(value, "read") and hasattr(value, "seek")):
-        start = value.tell()
-        end = value.seek(0, os.SEEK_END)
-        value.seek(start)
-        name = Path(str(getattr(value, "name", "file"))).name
-        return FileInput(value, name, _guess_type(name), end - start, start)
-    return None
+    is_async = _is_async_file(value)
+    if not (is_async or isinstance(value, io.IOBase) or hasattr(value, "read")):
+        return None
+    name = Path(str(getattr(value, "name", "file"))).name
+    _check_handle(value, name)
+    try:
+        if is_async:
+            start = await value.tell()
+            size = await value.seek(0, os.SEEK_END) - start
+            await value.seek(start)
+        else:
+            start = value.tell()
+            size = value.seek(0, os.SEEK_END) - start
+            value.seek(start)
+    except OSError:
+        # Some files cannot seek to their end (/proc): how big they are is what they hold.
+        start, size = 0, 0
+    if size <= _SMALL_FILE:
+        # Small: read it now, so its size is what it holds (and it is read only once).
+        if is_async:
+            data = await _read_small(value.read, name)
+            with contextlib.suppress(OSError):
+                await value.seek(start)
+        else:
+            data = await _read_small(lambda n: asyncio.to_thread(value.read, n), name)
+            with contextlib.suppress(OSError):
+                value.seek(start)
+        return FileInput(data, name, _guess_type(name), len(data))
+    return FileInput(value, name, _guess_type(name), size, start)
+
+
+def _check_handle(value: Any, name: str) -> None:
+    """Refuse a file object that is not seekable, or whose descriptor is no regular file.
+
+    Seekable: its size is known before sending, and a retried upload reads it again.
+    """
+    seekable = getattr(value, "seekable", None)
+    if not hasattr(value, "seek") or (callable(seekable) and not _sync_result(seekable)):
+        raise ValueError(
+            f"file input {name!r} is not seekable (a pipe or a socket?): its size cannot "
+            "be known before sending. Read it into bytes first. Nothing was sent."
+        )
+    fileno = getattr(value, "fileno", None)
+    if callable(fileno):
+        try:
+            descriptor = fileno()
+        except (OSError, ValueError):  # io.UnsupportedOperation: BytesIO has no descriptor
+            return
+        if isinstance(descriptor, int):
+            _require_regular(os.fstat(descriptor).st_mode, name)
+
+
+def _sync_result(method: Callable[[], Any]) -> bool:
+    result = method()
+    if inspect.isawaitable(result):
+        # aiofiles' seekable() is async: close the coroutine, assume seekable (its
+        # descriptor is checked next).
+        with contextlib.suppress(Exception):
+            result.close()  # type: ignore[attr-defined]
+        return True
+    return bool(result)
+
+
+async def _path_input(path: Path) -> FileInput:
+    shown = str(path)
+    try:
+        info = await aiofiles.os.stat(path)  # stat does not block on a FIFO; open would
+    except FileNotFoundError:
+        raise FileNotFoundError(f"file input {shown!r} does not exist") from None
+    _require_regular(info.st_mode, shown)
+    if info.st_size <= _SMALL_FILE:
+        async with aiofiles.open(path, "rb") as handle:
+            data = await _read_small(handle.read, shown)
+        return FileInput(data, path.name, _guess_type(path.name), len(data))
+    return FileInput(path, path.name, _guess_type(path.name), info.st_size)
 
 
 async def _collect(value: Any, found: list[tuple[Any, FileInput]]) -> None:
@@ -628,7 +744,9 @@ async def upload_file(
             FormField("metadata", meta),
         ]
 
-    return await session.request_json("POST", "/files", File, multipart=form)
+    # Safe to send again: a second upload of the same bytes makes a second file (unused
+    # ones expire within a day), never a second prediction.
+    return await session.request_json("POST", "/files", File, multipart=form, idempotent=True)
 
 
 async def upload_url(session: Session, file: FileInput) -> str:
