@@ -36,9 +36,11 @@ from .errors import (
     MalformedResponseError,
     NotFoundError,
     PayloadTooLargeError,
+    ReplicateError,
     TransportError,
     error_from_response,
 )
+from .protocol.replies import parse_retry_after
 from .protocol.retry import backoff
 from .types import File
 
@@ -69,6 +71,10 @@ DATA_URI_LIMIT = 1024 * 1024
 MAX_RESUMES = 5
 #: the backoff between them, first and largest (the library's one formula, retry.backoff)
 _RESUME_BACKOFF = (0.05, 2.0)
+#: answers from a file host worth coming back after (the file is still there)
+_TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: the longest Retry-After a download waits for
+_MAX_SERVER_DELAY = 60.0
 #: a download makes progress when this many more bytes arrived (a drip does not)
 _PROGRESS_BYTES = 64 * 1024
 #: file inputs up to this size (by stat) are read whole while checking: their size is
@@ -327,9 +333,14 @@ class _Download(HoldsBody):
             )
         self._probes += 1
 
-    async def _resume(self, why: str) -> None:
+    async def _resume(
+        self, why: str, error: ReplicateError | None = None, *, server_delay: float | None = None
+    ) -> None:
+        """Wait to try again from where the file stopped; raise when out of tries."""
         self._close_body()
         if self._resumes >= MAX_RESUMES:
+            if error is not None and not self._received:
+                raise error  # nothing came at all: the last error says best why
             of = "" if self._total is None else f" of {self._total:,}"
             raise ConnectionLostError(
                 f"GET {self._url}: download {why} at {self._received:,}{of} bytes, "
@@ -339,7 +350,11 @@ class _Download(HoldsBody):
             )
         self._resumes += 1
         first, cap = _RESUME_BACKOFF
-        await self._session.sleep(backoff(self._resumes, initial=first, cap=cap))
+        if server_delay is not None and server_delay > _MAX_SERVER_DELAY:
+            assert error is not None
+            raise error  # not worth waiting for: say so now
+        delay = backoff(self._resumes, initial=first, cap=cap, server_delay=server_delay)
+        await self._session.sleep(delay)
 
     def _restart(self) -> None:
         """The file starts over from its first byte."""
@@ -370,10 +385,8 @@ class _Download(HoldsBody):
             self._restart()  # an encoded body cannot be resumed by range
         try:
             body = await self._session.open(self._url, headers=headers)
-        except TransportError:
-            if not self._received and not self._resumes:
-                raise
-            await self._resume("unreachable")
+        except TransportError as error:
+            await self._resume("unreachable", error)
             return
         self._mark = (self._session.timing.monotonic(), self._arrived)
         status = body.status
@@ -391,7 +404,13 @@ class _Download(HoldsBody):
         if status >= 400:
             reply = await body.read()
             body.close()
-            _raise_download_error(self._url, status, body.reason, reply)
+            answer = error_from_response("GET", self._url, status, body.reason, reply)
+            if status in _TRANSIENT:
+                # Busy or briefly broken: the file is still there, come back for it.
+                delay = parse_retry_after(body.headers, None, self._session.timing.wall())
+                await self._resume(f"answered {status}", answer, server_delay=delay)
+                return
+            _raise_download_error(self._url, status, answer)
         validator = _validator(body.headers)
         if status == 206:
             match = _CONTENT_RANGE.match(body.headers.get("Content-Range", ""))
@@ -437,8 +456,7 @@ def _range_total(content_range: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _raise_download_error(url: str, status: int, reason: str | None, body: bytes) -> NoReturn:
-    error = error_from_response("GET", url, status, reason, body)
+def _raise_download_error(url: str, status: int, error: ReplicateError) -> NoReturn:
     if status in (403, 404, 410):
         raise NotFoundError(
             f"GET {url} failed with {status}: the file is gone. Prediction outputs expire "

@@ -44,6 +44,9 @@ from .types import Prediction, Status
 
 __all__ = ["PredictionStream", "StreamPolicy"]
 
+#: answers from the stream host worth connecting again after
+_TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
+
 
 @attrs.frozen(kw_only=True)
 class StreamPolicy:
@@ -217,6 +220,9 @@ class PredictionStream(HoldsBody):
         if body.status >= 400:
             error = error_from_response("GET", url, body.status, body.reason, await body.read())
             body.close()
+            if body.status in _TRANSIENT:
+                await self._reconnect_or_fall_back()  # busy: try again, then poll
+                return
             if self._reconnects == 0 and not self._decoder.last_event_id:
                 raise error  # the very first connection failed: nothing to resume
             # The server cannot resume this stream (expired, gone): recover by polling.

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import attrs
 
 from ..errors import (
+    APIError,
     ConnectError,
     ReplicateError,
     RequestTimeoutError,
@@ -116,6 +117,18 @@ def interpret(result: Response | TransportError, *, now: float) -> Outcome:
         return Outcome(None, result, failure)
     remaining = _remaining(result.headers)
     status = result.status
+    if 300 <= status < 400:
+        # Never followed: the token would go wherever it points. Nothing was done.
+        where = result.headers.get("Location", "")[:200]
+        moved = APIError(
+            f"{result.method} {result.url}: the server redirected ({status}) to {where!r}; "
+            "API requests are not followed elsewhere (the token would go along). Check "
+            "base_url.",
+            status=status,
+            method=result.method,
+            url=result.url,
+        )
+        return Outcome(result, moved, Failure.STATUS, remaining=remaining, may_have_acted=False)
     if status < 400:
         return Outcome(result, remaining=remaining)
     parsed, title, detail = parse_problem(result.body)

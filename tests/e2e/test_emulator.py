@@ -150,17 +150,23 @@ async def test_one_fault_mechanism_serves_the_delivery_and_stream_hosts(
     client: AsyncReplicate, emulator: Emulator
 ) -> None:
     from replicate_async.errors import ServerError
+    from replicate_async.files import MAX_RESUMES
     from replicate_async.testing import Fault
 
     (image,) = await client.run("emulator/images", input={"num_outputs": 1, "size_bytes": 10})
+    emulator.inject(Fault(host="delivery", status=503, body=b"busy", times=MAX_RESUMES + 1))
+    with pytest.raises(ServerError):
+        await image.read()  # a 503 is tried again, but not for ever
+    requests = len(emulator.delivery_requests)
     emulator.inject(Fault(host="delivery", status=503, body=b"busy"))
-    with pytest.raises(ServerError):
-        await image.read()
-    assert len(await image.read()) == 10  # used once, then gone
-    emulator.inject(Fault(host="stream", status=502))
-    with pytest.raises(ServerError):
-        async for _ in client.stream("emulator/stream", input={"tokens": 2}):
-            pass
+    assert len(await image.read()) == 10  # used once, then gone: the second try works
+    assert len(emulator.delivery_requests) == requests + 2
+    # The stream host failing every time: the stream gets its output by polling instead.
+    emulator.inject(Fault(host="stream", status=502, times=20))
+    events = [e async for e in client.stream("emulator/stream", input={"tokens": 2})]
+    assert "".join(map(str, events)) == "".join(
+        str(e) for e in [e async for e in client.stream("emulator/stream", input={"tokens": 2})]
+    )
     started = asyncio.get_running_loop().time()
     emulator.inject(Fault(host="stream", delay=0.3))
     assert len([e async for e in client.stream("emulator/stream", input={"tokens": 2})]) == 2
