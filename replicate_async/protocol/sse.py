@@ -177,6 +177,10 @@ class SSEDecoder:
         event, data, event_id, retry = self._event, self._data, self._id, self._retry
         for line in lines:
             if not line:
+                if event_id is not None:
+                    # Only a finished block moves the resume point: an id line of an
+                    # event cut before its end must not make a reconnect skip it.
+                    self.last_event_id = event_id
                 if data:
                     events.append(
                         ServerSentEvent(event or "message", "\n".join(data), event_id, retry)
@@ -200,7 +204,7 @@ class SSEDecoder:
                 event = value
             elif field == "id":
                 if "\0" not in value:
-                    event_id = self.last_event_id = value
+                    event_id = value
             elif field == "retry" and value.isascii() and value.isdigit():
                 retry = self.retry = int(value)
             # other fields are ignored, as the spec says

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replicate_async.protocol.sse import ServerSentEvent, SSEDecoder
+from replicate_async.protocol.sse import EventTooLarge, ServerSentEvent, SSEDecoder
 from replicate_async.testing._wire import sse_frame
 from tests.conftest import PAYLOADS
 
@@ -100,10 +100,35 @@ def test_last_event_id_persists_for_reconnects() -> None:
     assert decoder.last_event_id == "7"
 
 
-def test_a_huge_line_has_no_limit() -> None:
+def test_the_resume_point_moves_only_when_an_event_is_whole() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"id: 1\ndata: a\n\nid: 2\nevent: output\n")  # cut inside event 2
+    # A reconnect must ask for what follows 1: event 2 never arrived whole.
+    assert decoder.last_event_id == "1"
+    decoder.feed(b"data: b\n\n")
+    assert decoder.last_event_id == "2"
+
+
+def test_a_long_line_under_the_cap_is_fine() -> None:
     token = "x" * 5_000_000
     (event,) = decode(f"event: output\ndata: {token}\n\n".encode(), chunks=[100] * 50)
     assert event.data == token
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"data: " + b"x" * 2000,  # one line that never ends
+        b"data: xxxxxxxxxx\n" * 300,  # an event that never ends (no blank line)
+    ],
+)
+def test_a_line_or_event_over_the_cap_is_refused(wire: bytes) -> None:
+    decoder = SSEDecoder(max_event_size=1000)
+    with pytest.raises(EventTooLarge, match="max_event_size"):
+        for start in range(0, len(wire), 64):
+            decoder.feed(wire[start : start + 64])
+    # Nothing of it is kept: the decoder's memory is back to nothing.
+    assert decoder.feed(b"data: ok\n\n") == [ServerSentEvent("message", "ok")]
 
 
 def test_crlf_and_utf8_split_across_chunks() -> None:
