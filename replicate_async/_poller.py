@@ -18,7 +18,14 @@ from datetime import datetime
 
 from ._session import Session
 from ._transport import spawn_detached
-from .errors import ClientClosedError, ReplicateError, UnknownStatusError
+from .errors import (
+    ClientClosedError,
+    RateLimitError,
+    ReplicateError,
+    ServerError,
+    TransportError,
+    UnknownStatusError,
+)
 from .pagination import list_pages
 from .protocol.creates import older_than
 from .protocol.polling import Idle, PollPlanner, Sweep
@@ -26,6 +33,11 @@ from .protocol.refs import job_id
 from .types import Prediction, Status
 
 __all__ = ["Poller", "Subscription", "get_prediction"]
+
+#: poll failures that may pass (the request path already retried each)
+_PASSING = (TransportError, ServerError, RateLimitError)
+#: polls of one prediction failing in a row before its wait ends with the error
+_MAX_POLL_FAILURES = 3
 
 
 async def get_prediction(session: Session, prediction_id: str) -> Prediction:
@@ -226,7 +238,13 @@ class Poller:
         try:
             snapshot = await get_prediction(self.session, prediction_id)
         except ReplicateError as error:
-            # Retried already by the request path: the wait cannot go on.
+            # The request path retried what it could. A reply that may be better next
+            # time (garbled, lost, a busy server) is polled again a few more times: the
+            # prediction is likely running fine. Anything else ends the wait.
+            passing = isinstance(error, _PASSING)
+            now = self.session.timing.monotonic()
+            if passing and self._planner.failed(prediction_id, now) <= _MAX_POLL_FAILURES:
+                return
             self._end(prediction_id, error)
             return
         self._deliver(snapshot)

@@ -135,6 +135,7 @@ class _Entry:
     due: float
     fingerprint: tuple[str, object, object]
     misses: int = 0  # sweeps cut short that were meant to settle it
+    failures: int = 0  # polls in a row that failed (a bad reply, a lost connection)
 
 
 class PollPlanner:
@@ -234,6 +235,7 @@ class PollPlanner:
         except UnknownStatusError:
             self._drop(snapshot.id)
             raise
+        entry.failures = 0
         fingerprint = _fingerprint(snapshot, entry.fingerprint[2])
         news = fingerprint != entry.fingerprint
         entry.fingerprint = fingerprint
@@ -356,6 +358,21 @@ class PollPlanner:
             if entry.due == math.inf:
                 entry.due = now
                 heapq.heappush(self._heap, (now, entry.id))
+
+    def failed(self, prediction_id: str, now: float) -> int:
+        """A poll of it failed: try again after a backoff. Returns the failures in a row.
+
+        One bad reply must not end a wait whose prediction is running fine; the caller
+        ends it when the failures keep coming.
+        """
+        entry = self._entries.get(prediction_id)
+        if entry is None:
+            return 0
+        entry.failures += 1
+        policy = self.policy
+        entry.due = now + min(policy.cap, policy.first * 2**entry.failures)
+        heapq.heappush(self._heap, (entry.due, entry.id))
+        return entry.failures
 
     def missed(
         self,

@@ -75,6 +75,30 @@ async def test_malformed_json(client: AsyncReplicate, emulator: Emulator) -> Non
         await client.account.get()
 
 
+async def test_a_garbled_poll_does_not_lose_a_running_prediction(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    # Every poll of the first few is garbled (or a busy 5xx past the request's retries):
+    # the prediction is fine, so the wait goes on and gets its result.
+    garbled = {"status": 200, "body": '{"id": ', "content_type": "application/json"}
+    emulator.fail_next("GET", "/predictions/{id}", times=2, **garbled)  # type: ignore[arg-type]
+    emulator.fail_next("GET", "/predictions/{id}", status=503, times=5)
+    run = client.run("emulator/sleep", input={"seconds": 0.3}, wait=False)  # polled, not held
+    assert await asyncio.wait_for(run, 20) is None
+    assert emulator.count("GET", "/predictions/{id}") >= 8
+
+
+async def test_polls_that_keep_failing_end_the_wait_with_the_error(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    garbled = {"status": 200, "body": '{"id": ', "content_type": "application/json"}
+    emulator.fail_next("GET", "/predictions/{id}", times=100, **garbled)  # type: ignore[arg-type]
+    with pytest.raises(e.MalformedResponseError, match="expected JSON"):
+        await asyncio.wait_for(client.run("emulator/sleep", input={"seconds": 0.3}, wait=False), 20)
+    # the first poll and three more, a backoff apart: bounded, and not one GET in a loop
+    assert emulator.count("GET", "/predictions/{id}") == 4
+
+
 async def test_server_closing_the_connection_on_a_get_is_retried(
     client: AsyncReplicate, emulator: Emulator
 ) -> None:

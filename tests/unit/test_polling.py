@@ -50,6 +50,21 @@ def test_an_unknown_status_ends_the_wait_with_an_error() -> None:
     assert "p1" not in planner
 
 
+def test_a_failed_poll_is_tried_again_after_a_backoff_and_a_good_one_resets_it() -> None:
+    planner = PollPlanner(PollPolicy(first=0.25, cap=2), rate=10, now=0)
+    planner.add(p(), "m", now=0)
+    assert planner.next_action(0.25) == Singles(("p1",))
+    assert planner.failed("p1", 0.3) == 1
+    assert planner.next_action(0.5) == Idle(0.8)  # not at once: 0.25 * 2 later
+    assert planner.next_action(0.8) == Singles(("p1",))
+    assert planner.failed("p1", 0.9) == 2
+    assert planner.next_action(1.0) == Idle(1.9)
+    planner.observe(p(status="processing"), 2.0)
+    assert planner.next_action(4.0) == Singles(("p1",))
+    assert planner.failed("p1", 4.1) == 1  # counted afresh after a good reply
+    assert planner.failed("gone", 4.1) == 0  # not waited for: nothing to count
+
+
 def test_the_first_poll_waits_for_the_models_usual_run_time() -> None:
     planner = PollPlanner(PollPolicy(), rate=10, now=0)
     done = p(
