@@ -388,10 +388,12 @@ class _Download(HoldsBody):
         except TransportError as error:
             await self._resume("unreachable", error)
             return
+        # Held from here, so that whatever is raised below closes it (__anext__ does).
+        self._body = body
         self._mark = (self._session.timing.monotonic(), self._arrived)
         status = body.status
         if status == 416 and resuming:
-            body.close()
+            self._close_body()
             if _range_total(body.headers.get("Content-Range", "")) == self._received:
                 self._done = True  # asked for more, and there is none: it was whole
                 return
@@ -403,7 +405,7 @@ class _Download(HoldsBody):
             )
         if status >= 400:
             reply = await body.read()
-            body.close()
+            self._close_body()
             answer = error_from_response("GET", self._url, status, body.reason, reply)
             if status in _TRANSIENT:
                 # Busy or briefly broken: the file is still there, come back for it.
@@ -415,7 +417,7 @@ class _Download(HoldsBody):
         if status == 206:
             match = _CONTENT_RANGE.match(body.headers.get("Content-Range", ""))
             if match is None or int(match.group(1)) != self._received:
-                body.close()
+                self._close_body()
                 raise ConnectionLostError(
                     f"GET {self._url}: the server resumed at the wrong place "
                     f"({body.headers.get('Content-Range')!r} for byte {self._received}).",
@@ -434,7 +436,6 @@ class _Download(HoldsBody):
         self._ranged = not body.encoded
         self._framed = body.chunked or body.content_length is not None
         self._validator = validator or self._validator
-        self._body = body
 
     async def aclose(self) -> None:
         """Stop and release the connection."""
