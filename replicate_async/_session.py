@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import attrs
 import cattrs
+import cattrs.v
 
 from ._clock import Timing
 from ._transport import FormField, StreamingBody, Timeouts, Transport
@@ -86,6 +87,14 @@ def _not_json(value: Any) -> Any:
 
 # One encoder for every body: json.dumps with options builds a new encoder on each call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_not_json)
+
+
+def _describe(exc: BaseException, kind: type | None) -> str:
+    """One wrong field, in the converter's words ("expected a string, got NoneType None")."""
+    text = str(exc)
+    if isinstance(exc, (TypeError, ValueError)) and text.startswith(("expected", "not a")):
+        return text
+    return cattrs.v.format_exception(exc, kind)
 
 
 class _Prepared(NamedTuple):
@@ -301,7 +310,8 @@ class Session:
         try:
             return convert.structure(data, cls)
         except cattrs.BaseValidationError as exc:
-            problems = "; ".join(cattrs.transform_error(exc, path="reply")[:5])
+            found = cattrs.transform_error(exc, path="reply", format_exception=_describe)
+            problems = "; ".join(found[:5])
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             problems = f"{type(exc).__name__}: {exc}"
         name = getattr(cls, "__name__", str(cls))

@@ -378,13 +378,16 @@ def parse_problem(body: bytes) -> tuple[Any, str | None, str | None]:
     text = body.decode("utf-8", errors="replace")
     try:
         parsed: Any = json.loads(text) if text.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past any sense
         return None, None, _text_detail(text)
     if isinstance(parsed, dict):
         title = parsed.get("title")
         detail = parsed.get("detail")
         if detail is not None and not isinstance(detail, str):
-            detail = json.dumps(detail)
+            try:
+                detail = json.dumps(detail)[:_MAX_DETAIL]
+            except (ValueError, RecursionError):
+                detail = None
         return parsed, title if isinstance(title, str) else None, detail
     return parsed, None, _text_detail(text)
 

@@ -231,5 +231,11 @@ def parse_stated_limit(detail: str | None) -> tuple[float, float | None] | None:
     rate = _STATED_RATE.search(detail)
     if rate is None:
         return None
+    per_minute = float(rate.group(1))
+    if not (math.isfinite(per_minute) and per_minute > 0):
+        return None  # "0 requests per minute", or digits past any float: not a limit to adopt
     burst = _STATED_BURST.search(detail)
-    return float(rate.group(1)), float(burst.group(1)) if burst else None
+    size = float(burst.group(1)) if burst else None
+    if size is not None and not (math.isfinite(size) and size >= 1):
+        size = None
+    return per_minute, size
