@@ -34,6 +34,7 @@ from .errors import (
     RequestTimeoutError,
     TransportError,
 )
+from .protocol.checks import seconds, seconds_or_none
 from .protocol.replies import Response
 
 T = TypeVar("T")
@@ -63,11 +64,11 @@ class Timeouts:
     for a download, events (not comments) for a stream.
     """
 
-    connect: float = 10.0
-    read: float = 30.0
-    total: float | None = 90.0
-    wait_margin: float = 15.0
-    progress: float = 30.0
+    connect: float = attrs.field(default=10.0, validator=seconds)
+    read: float = attrs.field(default=30.0, validator=seconds)
+    total: float | None = attrs.field(default=90.0, validator=seconds_or_none)
+    wait_margin: float = attrs.field(default=15.0, validator=seconds)
+    progress: float = attrs.field(default=30.0, validator=seconds)
 
 
 @attrs.frozen

@@ -38,6 +38,7 @@ from .errors import (
     prediction_error,
 )
 from .files import FileOutput, is_file_url
+from .protocol.checks import seconds
 from .protocol.retry import backoff
 from .protocol.sse import MAX_EVENT_SIZE, EventTooLarge, ServerSentEvent, SSEDecoder
 from .types import Prediction, Status
@@ -64,12 +65,12 @@ class StreamPolicy:
     ``max_event_size`` caps one event (and one line) in bytes.
     """
 
-    max_reconnects: int = 5
-    initial_backoff: float = 0.1
-    max_backoff: float = 5.0
-    read_timeout: float = 60.0
-    idle_timeout: float = 60.0
-    max_event_size: int = MAX_EVENT_SIZE
+    max_reconnects: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    initial_backoff: float = attrs.field(default=0.1, validator=seconds)
+    max_backoff: float = attrs.field(default=5.0, validator=seconds)
+    read_timeout: float = attrs.field(default=60.0, validator=seconds)
+    idle_timeout: float = attrs.field(default=60.0, validator=seconds)
+    max_event_size: int = attrs.field(default=MAX_EVENT_SIZE, validator=attrs.validators.ge(1024))
 
 
 class PredictionStream(HoldsBody):
