@@ -11,9 +11,10 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from replicate_async import AsyncReplicate, Prediction, RetryPolicy
+from replicate_async import AsyncReplicate, Prediction, RetryPolicy, Timeouts
 from replicate_async import errors as e
 from replicate_async.files import FileOutput
+from replicate_async.streaming import StreamPolicy
 
 BASE = "https://api.example.test/v1"
 TOKEN = "r8_supersecret_token_value_0123456789"
@@ -321,3 +322,20 @@ async def test_the_time_budget_ends_retries(fake_time: FakeTime) -> None:
             # tries at 0, 2 and 4 s; a fourth would start past the 5 s budget
             assert len(calls(m, "GET", url)) == 3
             assert fake_time.now - start < 5.0
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1.0, True, "30"])
+@pytest.mark.parametrize("field", ["connect", "read", "total", "progress"])
+def test_a_timeout_that_would_never_end_or_never_wait_is_refused(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=rf"Timeouts\.{field} must be a finite number"):
+        Timeouts(**{field: value})
+
+
+def test_total_may_be_none_and_stream_policy_checks_its_numbers_too() -> None:
+    assert Timeouts(total=None).total is None
+    with pytest.raises(ValueError, match=r"StreamPolicy\.idle_timeout"):
+        StreamPolicy(idle_timeout=float("nan"))
+    with pytest.raises(ValueError, match="max_event_size"):
+        StreamPolicy(max_event_size=10)
+    with pytest.raises(ValueError, match="max_reconnects"):
+        StreamPolicy(max_reconnects=-1)
