@@ -24,7 +24,7 @@ from ._http import State
 from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
 from ._limits import ServerLimits
 from ._outputs import OutputStore
-from ._state import DeliverySettings, EmulatorConfig, Fault, Faults, Hosts, Traffic
+from ._state import Chaos, DeliverySettings, EmulatorConfig, Fault, Faults, Hosts, Traffic
 from ._stream import build_stream_app
 from ._uploads import UploadStore
 
@@ -49,6 +49,11 @@ class Emulator(AsyncClosing):
     ("Request was throttled. Expected available in 1 second."), or with
     ``low_credit=True`` the wording that states the reduced create limit. Scale the rates
     up (with the client's) to run rate tests in seconds.
+
+    ``chaos`` (0 to 1) is the share of requests, on every host, that meet a random fault
+    (see :class:`~replicate_async.testing._state.Chaos`; ``chaos_seed`` repeats a run;
+    ``faults_injected`` counts them): a bad day on demand, for soak tests of code built
+    on Replicate. Faults queued with :meth:`inject` come first.
     """
 
     def __init__(
@@ -69,6 +74,8 @@ class Emulator(AsyncClosing):
         low_credit: bool = False,
         stream_idle_timeout: float = 30.0,
         max_file_size: int = 100 * 1024 * 1024,
+        chaos: float = 0.0,
+        chaos_seed: int | None = None,
     ) -> None:
         self.token = token or "r8_emulator_" + secrets.token_hex(16)
         self.host = host
@@ -106,7 +113,7 @@ class Emulator(AsyncClosing):
             uploads=uploads,
             outputs=outputs,
             traffic=Traffic(),
-            faults=Faults(),
+            faults=Faults(Chaos(chaos, chaos_seed) if chaos else None),
             delivery=DeliverySettings(),
         )
         self._runners: list[web.AppRunner] = []
@@ -235,6 +242,12 @@ class Emulator(AsyncClosing):
     def count(self, method: str, route: str) -> int:
         """How many requests matched ``method`` and ``route`` (a route template)."""
         return self._state.traffic.requests[(method.upper(), route)]
+
+    @property
+    def faults_injected(self) -> dict[str, int]:
+        """How many random faults chaos injected, by host and kind ("api 503": 12)."""
+        chaos = self._state.faults.chaos
+        return dict(chaos.injected) if chaos is not None else {}
 
     def request_times(self, method: str | None = None, route: str | None = None) -> list[float]:
         """When (``time.monotonic()``) the API received each matching request, oldest first."""

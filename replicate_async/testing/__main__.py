@@ -23,6 +23,8 @@ async def _serve(args: argparse.Namespace) -> None:
         enforce_limits=args.enforce_limits,
         low_credit=args.low_credit,
         max_file_size=args.max_file_size,
+        chaos=args.chaos,
+        chaos_seed=args.chaos_seed,
     ) as emu:
         print(f"Replicate emulator listening on {emu.url}", flush=True)
         print(f"  export REPLICATE_BASE_URL={emu.url}")
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--enforce-limits", action="store_true", help="answer 429 over limits")
     parser.add_argument("--low-credit", action="store_true", help="429s state the limit")
     parser.add_argument("--max-file-size", type=int, default=100 * 1024 * 1024)
+    parser.add_argument(
+        "--chaos", type=float, default=0.0, help="share of requests (0-1) that meet a random fault"
+    )
+    parser.add_argument("--chaos-seed", type=int, default=None, help="repeat a chaos run")
     args = parser.parse_args(argv)
     try:
         asyncio.run(_serve(args))

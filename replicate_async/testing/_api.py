@@ -72,8 +72,8 @@ def _bucket_kind(method: str, route: str) -> str:
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
     route = route_of(request)
-    if route == "/_emulator/stats":
-        return await handler(request)
+    if route.startswith("/_emulator/"):
+        return await handler(request)  # the emulator's own: no faults, no auth, not counted
     method = request_method(request)
     state.traffic.requests[(method, route)] += 1
     state.traffic.log.append((time.monotonic(), method, route))
@@ -497,7 +497,26 @@ async def stats(request: web.Request) -> web.Response:
                 for (m, r, s), n in state.traffic.statuses.items()
             ],
             "predictions": len(state.jobs.jobs),
+            "faults_injected": dict(state.faults.chaos.injected) if state.faults.chaos else {},
         }
+    )
+
+
+async def all_predictions(request: web.Request) -> web.Response:
+    """Every job the emulator holds, briefly (emulator-only): for checks from any language."""
+    jobs = request.app[STATE].jobs.jobs.values()
+    return json_reply(
+        [
+            {
+                "id": job.id,
+                "kind": job.kind,
+                "model": f"{job.model.owner}/{job.model.name}",
+                "status": job.status,
+                "input": job.input,
+                "created_at": job.created_at.isoformat(),
+            }
+            for job in jobs
+        ]
     )
 
 
@@ -529,5 +548,6 @@ def build_api_app(state: State) -> web.Application:
     r.add_get(f"{v}/collections", list_collections)
     add_file_routes(app)
     r.add_get("/_emulator/stats", stats)
+    r.add_get("/_emulator/predictions", all_predictions)
     r.add_route("*", "/{tail:.*}", fallback)
     return app

@@ -7,11 +7,12 @@ here knows about HTTP or about the other emulator modules.
 from __future__ import annotations
 
 import collections
+import random
 from collections import Counter
 
 import attrs
 
-__all__ = ["DeliverySettings", "EmulatorConfig", "Fault", "Faults", "Hosts", "Traffic"]
+__all__ = ["Chaos", "DeliverySettings", "EmulatorConfig", "Fault", "Faults", "Hosts", "Traffic"]
 
 
 @attrs.frozen(kw_only=True)
@@ -117,13 +118,72 @@ class Fault:
         )
 
 
+_THROTTLED = (
+    b'{"title": "Request was throttled", "status": 429, '
+    b'"detail": "Request was throttled. Expected available in 1 second."}'
+)
+_PROXY_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+class Chaos:
+    """Random faults on a share of all requests: a bad day, for soak tests.
+
+    Each request (to any host) meets a fault with probability ``rate``, of a kind drawn
+    evenly from those its host can suffer: on the API a 429, a 500, a 502 proxy page, a
+    503, a reply that is not JSON, a delay, or a reset after the work is done; on the
+    stream and delivery hosts a 500 or 503, a delay, a reset before the reply or a body
+    cut short. ``seed`` makes the draws repeatable; ``injected`` counts them by kind.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"chaos is a share of requests, 0 to 1; got {rate}")
+        self.rate = rate
+        self._random = random.Random(seed)
+        self.injected: Counter[str] = Counter()
+
+    def pick(self, host: str) -> Fault | None:
+        """A fault for one request to ``host``, or None (most of the time)."""
+        if self.rate <= 0 or self._random.random() >= self.rate:
+            return None
+        kinds = _API_CHAOS if host == "api" else _SIDE_CHAOS
+        kind = self._random.choice(kinds)
+        self.injected[f"{host} {kind}"] += 1
+        draw = self._random
+        if kind == "429":
+            return Fault(host=host, status=429, body=_THROTTLED, content_type="application/json")
+        if kind in ("500", "503"):
+            return Fault(host=host, status=int(kind), body=b'{"detail": "Internal error"}')
+        if kind == "502":
+            return Fault(host=host, status=502, body=_PROXY_PAGE)
+        if kind == "not json":
+            return Fault(host=host, status=200, body=b'{"id": ', content_type="application/json")
+        if kind == "delay":
+            return Fault(host=host, delay=draw.uniform(0.05, 0.5))
+        if kind == "reset":
+            return Fault(host=host, reset_after=True)
+        # "cut": a few events of a stream, or some bytes of a file
+        return Fault(
+            host=host, cut_after=draw.randint(1, 3) if host == "stream" else draw.randint(1, 4096)
+        )
+
+
+_API_CHAOS = ("429", "500", "502", "503", "not json", "delay", "reset")
+_SIDE_CHAOS = ("500", "503", "delay", "reset", "cut")
+
+
 class Faults:
-    """The one fault mechanism of every host: faults are added, and taken as they match."""
+    """The one fault mechanism of every host: faults are added, and taken as they match.
 
-    __slots__ = ("_queue",)
+    Queued faults come first; with :class:`Chaos` set, a request none matches may still
+    meet a random one.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_queue", "chaos")
+
+    def __init__(self, chaos: Chaos | None = None) -> None:
         self._queue: list[Fault] = []
+        self.chaos = chaos
 
     def add(self, fault: Fault) -> None:
         """Queue a fault (first added, first used)."""
@@ -144,7 +204,7 @@ class Faults:
                 if fault.times <= 0:
                     self._queue.remove(fault)
                 return fault
-        return None
+        return None if self.chaos is None else self.chaos.pick(host)
 
 
 @attrs.define

@@ -171,3 +171,42 @@ async def test_one_fault_mechanism_serves_the_delivery_and_stream_hosts(
     emulator.inject(Fault(host="stream", delay=0.3))
     assert len([e async for e in client.stream("emulator/stream", input={"tokens": 2})]) == 2
     assert asyncio.get_running_loop().time() - started >= 0.3
+
+
+async def test_chaos_mode_faults_every_host_and_the_client_loses_nothing() -> None:
+    from collections import Counter
+
+    import aiohttp
+
+    from replicate_async import RetryPolicy
+    from replicate_async.errors import ReplicateError
+    from tests.conftest import FAST_POLLING
+
+    quick = RetryPolicy(initial_backoff=0.01, max_backoff=0.05)
+    async with (
+        Emulator(chaos=0.05, chaos_seed=3) as emu,
+        AsyncReplicate(
+            api_token=emu.token, base_url=emu.url, polling=FAST_POLLING, retry=quick
+        ) as client,
+    ):
+        inputs = [{"text": f"t{i}"} for i in range(300)]
+        results = [r async for r in client.run_many("emulator/echo", inputs, concurrency=50)]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{emu.root_url}/_emulator/predictions") as reply,
+        ):
+            jobs = await reply.json()
+        injected = emu.faults_injected
+    assert sorted(r.index for r in results) == list(range(300))  # one result per input
+    for result in results:
+        if result.ok:
+            assert result.output == result.input["text"]
+        else:
+            assert isinstance(result.error, ReplicateError) and str(result.error)
+    made = Counter(job["input"]["text"] for job in jobs)
+    assert max(made.values()) == 1  # no duplicate prediction
+    succeeded = {job["input"]["text"] for job in jobs if job["status"] == "succeeded"}
+    lost = [r for r in results if not r.ok and r.input["text"] in succeeded]
+    assert lost == []  # no result the server has that the client failed to hand back
+    assert sum(injected.values()) > 10 and any(k.startswith("api ") for k in injected)
+    assert sum(r.ok for r in results) >= 280
