@@ -149,14 +149,19 @@ class Creator:
         since = unknown.sent_after - _CLOCK_SKEW if unknown.sent_after else None
         params = {"created_after": since.isoformat() if since else None}
         failed: ReplicateError | None = None
+        looked = False
         for wait in _RECOVERY_WAITS:
             # The create may still be in the server's hands: give it a moment each time.
             await self._session.sleep(wait)
             try:
                 found = await self._look(target, body, cls, params, since)
             except ReplicateError as error:
-                failed = error  # cannot look: say so, beside what happened to the create
-                break
+                # A look that failed (a garbled page, a 5xx past its retries) is tried
+                # again at the next wait: giving up here would lose a prediction that
+                # ran, which the next look would most likely have found.
+                failed = error
+                continue
+            looked = True
             if found is not None:
                 return found
         cause = unknown.__cause__
@@ -165,8 +170,8 @@ class Creator:
             cause,
             sent_after=unknown.sent_after,
             sent_before=unknown.sent_before,
-            looked=failed is None,
-            lookup_error=failed,
+            looked=looked,
+            lookup_error=None if looked else failed,
             created=isinstance(cause, MalformedResponseError),
         ) from cause
 

@@ -118,6 +118,21 @@ async def test_a_create_whose_reply_was_lost_is_recovered_not_resent(
     assert len(emulator.predictions) == 1
 
 
+async def test_a_lookup_that_fails_is_tried_again_so_nothing_that_ran_is_lost(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    emulator.reset_next("POST", "/models/{owner}/{name}/predictions")
+    # The first look at the list gets a garbled page (a 200 that is not JSON, which a
+    # GET's retries do not cover): the next look must still find what the create made.
+    emulator.fail_next(
+        "GET", "/predictions", status=200, body=b'{"id": ', content_type="application/json"
+    )
+    assert await client.run("emulator/echo", input={"text": "ran"}) == "ran"
+    assert emulator.count("POST", "/models/{owner}/{name}/predictions") == 1
+    assert emulator.count("GET", "/predictions") == 2
+    assert len(emulator.predictions) == 1
+
+
 async def test_a_create_that_got_a_5xx_is_never_resent(
     client: AsyncReplicate, emulator: Emulator
 ) -> None:
