@@ -15,7 +15,7 @@ pool is never the bottleneck of a bulk job.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from ._janitor import Janitor
@@ -33,9 +33,6 @@ __all__ = ["Creator"]
 
 J = TypeVar("J", Prediction, Training)
 
-#: how far before our own "sent" time a recovered prediction may have been created
-#: (server and client clocks differ)
-_CLOCK_SKEW = timedelta(seconds=30)
 #: waits between looks for a prediction whose create had an unknown outcome
 _RECOVERY_WAITS = (0.2, 0.5, 1.0)
 
@@ -61,6 +58,17 @@ class Creator:
         ``cancel_on_exit``: if the caller gives up (is cancelled) after the create left,
         what it made is found and cancelled in the background.
         """
+        session = self._session
+        # Until this create (and any recovery of it) is over, claims it could need stay.
+        token = self.claims.begin(session.timing.monotonic())
+        try:
+            return await self._create(target, options, cls, cancel_on_exit)
+        finally:
+            self.claims.end(token)
+
+    async def _create(
+        self, target: Target, options: CreateOptions, cls: type[J], cancel_on_exit: bool
+    ) -> J:
         session = self._session
         # Files in the input are uploaded (or inlined) first: the one step that reads them.
         prepared = await prepare_input(
@@ -146,7 +154,9 @@ class Creator:
         unknown: CreateOutcomeUnknownError,
     ) -> J:
         """Find what an unknown create made: same input and version, recent, not ours yet."""
-        since = unknown.sent_after - _CLOCK_SKEW if unknown.sent_after else None
+        # By the server's clock, as its replies' Date headers bound it: a tight window,
+        # so few pages to read (30 s back before any Date was seen).
+        since = self._session.clock.since(unknown.sent_after) if unknown.sent_after else None
         params = {"created_after": since.isoformat() if since else None}
         failed: ReplicateError | None = None
         looked = False

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -34,7 +34,6 @@ __all__ = ["Janitor"]
 _DEADLINE = 30.0
 #: looks for creates that were cancelled in the air (the server may not have them yet)
 _LOST_WAITS = (0.2, 0.5, 1.0, 2.0)
-_CLOCK_SKEW = timedelta(seconds=30)
 #: how long closing the client waits for clean-up still going
 _CLOSE_WAIT = 5.0
 
@@ -96,6 +95,12 @@ class Janitor:
             )
 
     async def _find_lost(self) -> None:
+        # While searching, the claims of other creates made since the lost ones left
+        # must stay: adopting (and cancelling) another call's prediction would be worse
+        # than missing the lost one. Began "then": as long ago as the oldest was sent.
+        timing = self._session.timing
+        age = timing.wall() - min(item.sent_after for item in self._lost).timestamp()
+        token = self._claims.begin(timing.monotonic() - max(age, 0.0))
         try:
             # Each batch gets every look; creates lost during a search make the next batch.
             while self._lost:
@@ -103,6 +108,7 @@ class Janitor:
                 with contextlib.suppress(ReplicateError, asyncio.TimeoutError, TimeoutError):
                     await asyncio.wait_for(self._search(batch), _DEADLINE)
         finally:
+            self._claims.end(token)
             self._searching = False
             self._lost = []  # what was not found by now is not coming (best effort)
 
@@ -110,7 +116,7 @@ class Janitor:
         session = self._session
         for wait in _LOST_WAITS:
             await session.sleep(wait)
-            since = min(item.sent_after for item in lost) - _CLOCK_SKEW
+            since = session.clock.since(min(item.sent_after for item in lost))
             pager = list_pages(
                 session, "/predictions", Prediction, params={"created_after": since.isoformat()}
             )

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .limiter import RateLimiter
 from .protocol import convert
+from .protocol.clock import ServerClock
 from .protocol.limits import RateLimits, lane_for
 from .protocol.polling import PollPolicy
 from .protocol.replies import Response, interpret
@@ -115,7 +116,7 @@ class _Prepared(NamedTuple):
 class Session:
     """What every API call needs: config, transport, limiter, timing; and the request loop."""
 
-    __slots__ = ("config", "limiter", "timing", "transport")
+    __slots__ = ("clock", "config", "limiter", "timing", "transport")
 
     def __init__(
         self,
@@ -128,6 +129,8 @@ class Session:
         self.transport = transport
         self.limiter = limiter
         self.timing = timing
+        #: the API server's clock, from its replies' Date headers (for create recovery)
+        self.clock = ServerClock()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep through the injected sleep (fake in tests)."""
@@ -252,6 +255,7 @@ class Session:
                 started, sent_at = timing.monotonic(), timing.wall()
                 if on_send is not None:
                     on_send(sent_at)
+            attempt_at = timing.wall()
             try:
                 # A multipart body is built afresh for each attempt: file parts are streams.
                 form = await multipart() if multipart is not None else None
@@ -266,7 +270,10 @@ class Session:
                 )
             except TransportError as exc:
                 result = exc
-            outcome = interpret(result, now=timing.wall())
+            now = timing.wall()
+            if isinstance(result, Response):
+                self.clock.observe(result.headers.get("Date"), attempt_at, now)
+            outcome = interpret(result, now=now)
             lane.feedback(outcome, ticket)
             if outcome.ok:
                 assert outcome.reply is not None

@@ -148,7 +148,7 @@ class AsyncReplicate(AsyncClosing):
             config.rate_limits, clock=timing.monotonic, sleep=timing.sleep
         )
         self._session = core = Session(config, transport, limiter, timing)
-        claims = Claims()
+        claims = Claims(lookback=core.clock.lookback)
         self._poller = poller = Poller(core)
         self._janitor = janitor = Janitor(core, claims)
         self._creator = creator = Creator(core, poller, janitor, claims)

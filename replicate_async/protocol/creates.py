@@ -10,7 +10,7 @@ recovering a create whose reply was lost (the I/O half pages through the list).
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar
 
@@ -181,26 +181,52 @@ class Claims:
     """Ids of predictions this client created or recovered, with when (monotonic seconds).
 
     Recovering an unknown create never adopts a prediction that another call of ours
-    owns. Ids older than ``horizon`` seconds are forgotten: recovery looks back less.
+    owns. A claim matters only while some create that began before it could still be
+    recovered: claims older than the oldest create in progress (:meth:`begin`, then
+    :meth:`end`), by more than the recovery's ``lookback`` seconds, are forgotten. Memory
+    is the claims of the last few seconds, however long the job.
     """
 
-    __slots__ = ("_ids", "horizon")
+    __slots__ = ("_active", "_ids", "_next", "lookback")
 
-    def __init__(self, horizon: float = 600.0) -> None:
+    def __init__(self, lookback: Callable[[], float] = lambda: 30.0) -> None:
         self._ids: dict[str, float] = {}
-        self.horizon = horizon
+        self._active: dict[int, float] = {}  # creates in progress: when each began
+        self._next = 0
+        #: how far before a send recovery reaches back (the server clock's lookback)
+        self.lookback = lookback
+
+    def begin(self, now: float) -> int:
+        """A create begins (it may end lost, and be recovered): a token for :meth:`end`."""
+        self._next += 1
+        self._active[self._next] = now
+        return self._next
+
+    def end(self, token: int) -> None:
+        """The create (and any recovery of it) is over."""
+        self._active.pop(token, None)
 
     def add(self, job_id: str, now: float) -> None:
-        """Claim ``job_id``; now and then forget the stale ones."""
+        """Claim ``job_id``; now and then forget the claims no recovery can need."""
         self._ids[job_id] = now
         if len(self._ids) % 1024 == 0:
+            oldest = min(self._active.values(), default=now)
+            # 10 s more for our clocks' own drift (wall against monotonic) while it ran.
+            cutoff = min(oldest, now) - self.lookback() - 10.0
             # dicts keep insertion order: the oldest come first
-            stale = [k for k, t in self._ids.items() if now - t > self.horizon]
+            stale = []
+            for key, when in self._ids.items():
+                if when >= cutoff:
+                    break
+                stale.append(key)
             for key in stale:
                 del self._ids[key]
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def find_created(

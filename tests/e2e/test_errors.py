@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -131,6 +132,31 @@ async def test_a_lookup_that_fails_is_tried_again_so_nothing_that_ran_is_lost(
     assert emulator.count("POST", "/models/{owner}/{name}/predictions") == 1
     assert emulator.count("GET", "/predictions") == 2
     assert len(emulator.predictions) == 1
+
+
+async def test_recovery_reaches_back_seconds_not_half_a_minute(
+    client: AsyncReplicate, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import datetime, timezone
+
+    from replicate_async import _create
+
+    asked: list[str] = []
+    real = _create.list_pages
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["params"]["created_after"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_create, "list_pages", spy)
+    await client.account.get()  # any reply: its Date header bounds the server's clock
+    sent = datetime.now(timezone.utc)
+    emulator.reset_next("POST", "/models/{owner}/{name}/predictions")
+    assert await client.run("emulator/echo", input={"text": "found"}) == "found"
+    # The search starts a couple of seconds before the send (the Date's whole second,
+    # the margin), not 30: at a bulk job's rate that is a few pages instead of hundreds.
+    (since,) = {datetime.fromisoformat(value) for value in asked}
+    assert 0 < (sent - since).total_seconds() < 4
 
 
 async def test_a_create_that_got_a_5xx_is_never_resent(

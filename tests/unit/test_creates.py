@@ -137,12 +137,30 @@ def test_a_page_older_than_the_window_ends_the_search() -> None:
     assert not older_than([p("a", {}, minutes_ago=60)], None)
 
 
-def test_claims_forget_what_is_older_than_the_horizon() -> None:
-    claims = Claims(horizon=10)
+def test_claims_are_kept_only_while_a_recovery_could_need_them() -> None:
+    claims = Claims(lookback=lambda: 5.0)
     claims.add("old", 0.0)
-    for i in range(1, 1024):
+    slow = claims.begin(50.0)  # a create in progress since t=50 (it may be recovered)
+    claims.add("while-slow-ran", 48.0)  # within its lookback (and the 10 s drift margin)
+    for i in range(1, 1023):
         claims.add(f"p{i}", 100.0)
-    assert "old" not in claims and "p5" in claims
+    assert "old" not in claims  # before any create in progress, by more than lookback
+    assert "while-slow-ran" in claims and "p5" in claims
+    claims.end(slow)
+    for i in range(1024, 2048):
+        claims.add(f"q{i}", 100.0)
+    # Nothing older is in progress now: only the last lookback (+10 s) is kept.
+    assert "while-slow-ran" not in claims and "p5" in claims
+
+
+def test_a_million_claims_in_a_steady_job_stay_a_few_thousand() -> None:
+    claims = Claims(lookback=lambda: 3.0)
+    for i in range(1_000_000):
+        now = i / 3000  # 3,000 creates a second
+        token = claims.begin(now)
+        claims.add(f"p{i}", now + 0.01)
+        claims.end(token)
+    assert len(claims) < 3000 * (3 + 10) + 1024
 
 
 def test_a_create_is_held_open_only_when_it_pays() -> None:
