@@ -3,13 +3,18 @@
 Each contender runs in its own process (so its peak RSS is its own), against an emulator
 in another process that generates the output bytes as they are sent:
 
-- download: ``FileOutput.save`` vs a raw aiohttp ``iter_chunked`` + aiofiles loop (the
-  floor) vs the official ``replicate`` package's ``FileOutput`` async iteration written
-  with aiofiles; at 256 MiB and 1 GiB;
+- download: ``FileOutput.save`` vs two floors, raw aiohttp ``iter_any()`` written with
+  a plain blocking ``f.write`` on the loop thread (what the machine can do) and raw
+  aiohttp ``iter_chunked`` + aiofiles (what a careful async loop does), vs the official
+  ``replicate`` package's ``FileOutput`` async iteration written with aiofiles; at
+  256 MiB and 1 GiB. Every contender runs the same ticker (a 10 ms sleep loop) that
+  records the event loop's worst stall: how long other tasks could not run;
 - upload of a 100 MB file: ``client.files.create(path)`` vs a raw aiohttp multipart
   POST of the open file (the floor) vs the official ``files.async_create``.
 
-Reported: MB/s and peak RSS growth over the process's baseline, medians of the rounds.
+Reported: MB/s and peak RSS growth over the process's baseline, medians of the rounds;
+ratios are taken within each round, then their median. Before each run the disk is
+synced and (as root) the page cache dropped, so each starts from the same state.
 
     python -m benchmarks.files [--sizes 256,1024] [--rounds 3]
 """
@@ -41,6 +46,31 @@ def _rss_mb() -> float:
 # -- the contenders, each run in a child process ------------------------------------------
 
 
+class _Stalls:
+    """The event loop's worst stall while a download runs, seen by a 10 ms ticker."""
+
+    INTERVAL = 0.01
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.INTERVAL)
+            self.worst = max(self.worst, loop.time() - before - self.INTERVAL)
+
+    def __enter__(self) -> _Stalls:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
 async def download_ours(url: str, token: str, size: int, target: Path) -> None:
     from replicate_async import AsyncReplicate
 
@@ -48,8 +78,34 @@ async def download_ours(url: str, token: str, size: int, target: Path) -> None:
         (image,) = await client.run(MODEL, input={"size_bytes": size})
         base = _rss_mb()
         started = time.perf_counter()
-        saved = await image.save(target)
-        _report(started, base, saved.size)
+        with _Stalls() as stalls:
+            saved = await image.save(target)
+        _report(started, base, saved.size, stalls)
+
+
+async def _floor_url(session: Any, url: str, token: str, size: int) -> str:
+    headers = {"Authorization": f"Bearer {token}", "Prefer": "wait"}
+    body = {"input": {"size_bytes": size}}
+    async with session.post(f"{url}/models/{MODEL}/predictions", json=body, headers=headers) as r:
+        file_url: str = (await r.json())["output"][0]
+        return file_url
+
+
+async def download_plain(url: str, token: str, size: int, target: Path) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        file_url = await _floor_url(session, url, token, size)
+        base = _rss_mb()
+        started = time.perf_counter()
+        written = 0
+        with _Stalls() as stalls:
+            async with session.get(file_url) as resp:
+                with target.open("wb") as out:  # blocking writes, on the loop thread
+                    async for chunk in resp.content.iter_any():
+                        out.write(chunk)
+                        written += len(chunk)
+        _report(started, base, written, stalls)
 
 
 async def download_floor(url: str, token: str, size: int, target: Path) -> None:
@@ -57,20 +113,16 @@ async def download_floor(url: str, token: str, size: int, target: Path) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        headers = {"Authorization": f"Bearer {token}", "Prefer": "wait"}
-        body = {"input": {"size_bytes": size}}
-        async with session.post(
-            f"{url}/models/{MODEL}/predictions", json=body, headers=headers
-        ) as resp:
-            file_url = (await resp.json())["output"][0]
+        file_url = await _floor_url(session, url, token, size)
         base = _rss_mb()
         started = time.perf_counter()
         written = 0
-        async with session.get(file_url) as resp, aiofiles.open(target, "wb") as out:
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                await out.write(chunk)
-                written += len(chunk)
-        _report(started, base, written)
+        with _Stalls() as stalls:
+            async with session.get(file_url) as resp, aiofiles.open(target, "wb") as out:
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    await out.write(chunk)
+                    written += len(chunk)
+        _report(started, base, written, stalls)
 
 
 async def download_official(url: str, token: str, size: int, target: Path) -> None:
@@ -87,11 +139,12 @@ async def download_official(url: str, token: str, size: int, target: Path) -> No
         base = _rss_mb()
         started = time.perf_counter()
         written = 0
-        async with aiofiles.open(target, "wb") as out:
-            async for chunk in image:
-                await out.write(chunk)
-                written += len(chunk)
-        _report(started, base, written)
+        with _Stalls() as stalls:
+            async with aiofiles.open(target, "wb") as out:
+                async for chunk in image:
+                    await out.write(chunk)
+                    written += len(chunk)
+        _report(started, base, written, stalls)
     finally:
         await client._async_client.aclose()
 
@@ -135,13 +188,17 @@ async def upload_official(url: str, token: str, source: Path) -> None:
         await client._async_client.aclose()
 
 
-def _report(started: float, base_rss: float, size: int) -> None:
+def _report(started: float, base_rss: float, size: int, stalls: _Stalls | None = None) -> None:
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "bytes": size, "rss_growth_mb": _rss_mb() - base_rss}))
+    result = {"seconds": seconds, "bytes": size, "rss_growth_mb": _rss_mb() - base_rss}
+    if stalls is not None:
+        result["stall_ms"] = stalls.worst * 1000
+    print(json.dumps(result))
 
 
 CHILDREN: dict[str, Any] = {
     "download:ours": download_ours,
+    "download:plain": download_plain,
     "download:floor": download_floor,
     "download:official": download_official,
     "upload:ours": upload_ours,
@@ -194,7 +251,8 @@ def main(sizes: list[int], rounds: int) -> None:
 
     names = {
         "ours": "replicate_async FileOutput.save",
-        "floor": "raw aiohttp + aiofiles (floor)",
+        "plain": "raw aiohttp + plain write (floor)",
+        "floor": "raw aiohttp + aiofiles",
         "official": "replicate (official) FileOutput",
     }
     with (
@@ -209,13 +267,13 @@ def main(sizes: list[int], rounds: int) -> None:
                 # writeback of the previous file would otherwise slow the next one.
                 for key in _rotated(list(names), r):
                     target = Path(tmp) / f"{key}.bin"
-                    os.sync()
+                    _settle_disk()
                     results[key].append(
                         run_child(f"download:{key}", emu.url, emu.token, target, size)
                     )
                     target.unlink()
             print(f"\ndownload of {mib} MiB to disk, medians of {rounds}:\n")
-            _table(names, results, "ours")
+            _download_table(names, results)
         source = Path(tmp) / "upload.bin"
         with source.open("wb") as out:
             block = os.urandom(1024 * 1024)
@@ -229,14 +287,49 @@ def main(sizes: list[int], rounds: int) -> None:
         up: dict[str, list[dict[str, float]]] = {k: [] for k in up_names}
         for r in range(rounds):
             for key in _rotated(list(up_names), r):
-                os.sync()
+                _settle_disk()
                 up[key].append(run_child(f"upload:{key}", emu.url, emu.token, source))
         print(f"\nupload of a 100 MiB file, medians of {rounds}:\n")
         _table(up_names, up, "ours")
 
 
+def _settle_disk() -> None:
+    """Start each run from the same state: nothing dirty, and (as root) no page cache.
+
+    Without dropping the cache, runs of the same client varied 4x on this VM: a fresh
+    file lands on pages never used since boot, which the host must first provide.
+    """
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as drop:
+            drop.write("3\n")
+    except OSError:
+        pass  # not root, or not Linux: sync alone
+
+
 def _rotated(keys: list[str], r: int) -> list[str]:
     return keys[r % len(keys) :] + keys[: r % len(keys)]
+
+
+def _download_table(names: dict[str, str], results: dict[str, list[dict[str, float]]]) -> None:
+    print(
+        "| client | MB/s | vs plain-write floor | vs aiofiles loop | peak RSS growth (MB) "
+        "| worst loop stall (ms) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    rates = {k: [r["bytes"] / r["seconds"] / 1e6 for r in v] for k, v in results.items()}
+
+    def ratio(key: str, floor: str) -> float:
+        # Within each round, then the median: the machine drifts between rounds.
+        return statistics.median(a / b for a, b in zip(rates[key], rates[floor], strict=True))
+
+    for key, label in names.items():
+        rss = statistics.median(r["rss_growth_mb"] for r in results[key])
+        stall = statistics.median(r["stall_ms"] for r in results[key])
+        print(
+            f"| {label} | {statistics.median(rates[key]):,.0f} | {ratio(key, 'plain'):.0%} "
+            f"| {ratio(key, 'floor'):.0%} | {rss:.1f} | {stall:.1f} |"
+        )
 
 
 def _table(names: dict[str, str], results: dict[str, list[dict[str, float]]], ours: str) -> None:

@@ -336,11 +336,19 @@ class Session:
         return self.decode(await self.request(method, path, **kwargs), cls)
 
     async def open(
-        self, url: str, *, headers: Mapping[str, str], read_timeout: float | None = None
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        read_timeout: float | None = None,
+        buffer: int | None = None,
     ) -> StreamingBody:
         """GET a body to read in chunks (a download, an event stream) from any host.
 
         These live on other hosts than the API (``replicate.delivery``, the stream host):
         no Authorization header is ever added here, and no rate-limit token is taken.
+        ``buffer``: bytes read ahead of the reader (see :meth:`Transport.open`).
         """
-        return await self.transport.open("GET", url, headers=headers, read_timeout=read_timeout)
+        return await self.transport.open(
+            "GET", url, headers=headers, read_timeout=read_timeout, buffer=buffer
+        )

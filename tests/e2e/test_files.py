@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -218,6 +220,31 @@ async def test_a_hundred_saves_at_once(
     assert [s.size for s in saved] == [200_000] * 100
     for i, s in enumerate(saved):
         assert s.path.read_bytes() == expected_output(200_000, seed=i)
+
+
+async def test_a_hundred_saves_share_a_few_writer_threads(
+    client: AsyncReplicate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replicate_async import _sink
+
+    writers: set[int] = set()
+    real = _sink._write_all
+
+    def spy(fd: int, chunks: list[bytes]) -> None:
+        writers.add(threading.get_ident())
+        real(fd, chunks)
+
+    monkeypatch.setattr(_sink, "_write_all", spy)
+    monkeypatch.setattr(_sink, "BATCH", 256 * 1024)  # several writes per file
+    size = 1_500_000
+    images = await client.run("emulator/images", input={"num_outputs": 100, "size_bytes": size})
+    saved = await asyncio.gather(
+        *(image.save(tmp_path / f"{i}.png") for i, image in enumerate(images))
+    )
+    assert all(s.path.read_bytes() == expected_output(size, seed=i) for i, s in enumerate(saved))
+    # The loop's default executor's few threads, not one (or more) per download.
+    assert 1 <= len(writers) <= min(32, (os.cpu_count() or 1) + 4)
+    assert threading.get_ident() not in writers
 
 
 async def test_break_out_of_a_download_releases_the_connection(client: AsyncReplicate) -> None:

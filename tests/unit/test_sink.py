@@ -1,0 +1,114 @@
+"""FileSink: batched writes off the loop, errors raised, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from replicate_async import _sink
+from replicate_async._sink import FileSink
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_bytes_arrive_in_order_in_few_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[tuple[int, str]] = []
+    real = _sink._write_all
+
+    def spy(fd: int, chunks: list[bytes]) -> None:
+        writes.append((sum(map(len, chunks)), threading.current_thread().name))
+        real(fd, chunks)
+
+    monkeypatch.setattr(_sink, "_write_all", spy)
+    chunks = [bytes([i % 251]) * 65_536 for i in range(300)]  # 18.75 MiB in 64 KiB chunks
+    out = await FileSink.create(tmp_path / "f.part")
+    for chunk in chunks:
+        await out.write(chunk)
+    await out.close()
+    assert (tmp_path / "f.part").read_bytes() == b"".join(chunks)
+    assert out.written == 300 * 65_536
+    # About one write per batch, never one per chunk; none of them on the loop's thread.
+    assert len(writes) == -(-out.written // _sink.BATCH)
+    assert threading.main_thread().name not in {name for _, name in writes}
+
+
+async def test_an_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "taken"
+    path.write_bytes(b"mine")
+    with pytest.raises(FileExistsError):
+        await FileSink.create(path)
+    assert path.read_bytes() == b"mine"
+
+
+async def test_a_write_error_is_raised_and_discard_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, chunks: list[bytes]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_sink, "_write_all", full)
+    before = _fds()
+    out = await FileSink.create(tmp_path / "f.part")
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(3):
+            await out.write(b"x" * _sink.BATCH)  # the second batch waits for the first
+    await out.discard()
+    assert not (tmp_path / "f.part").exists()
+    assert _fds() == before
+
+
+async def test_cancelled_during_a_write_the_file_goes_once_the_write_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    real = _sink._write_all
+
+    def slow(fd: int, chunks: list[bytes]) -> None:
+        started.set()
+        release.wait(10)
+        real(fd, chunks)
+
+    monkeypatch.setattr(_sink, "_write_all", slow)
+    before = _fds()
+    out = await FileSink.create(tmp_path / "f.part")
+
+    async def save() -> None:
+        try:
+            for _ in range(3):
+                await out.write(b"x" * _sink.BATCH)
+        except BaseException:
+            await out.discard()
+            raise
+
+    task = asyncio.ensure_future(save())
+    await asyncio.to_thread(started.wait, 10)
+    await asyncio.sleep(0.01)  # the task now waits for the write in flight
+    task.cancel()
+    await asyncio.sleep(0.05)
+    # The thread still writes: the file must not be closed under it.
+    assert not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    assert not (tmp_path / "f.part").exists()
+    assert _fds() == before
+
+
+async def test_restart_empties_the_file(tmp_path: Path) -> None:
+    out = await FileSink.create(tmp_path / "f.part")
+    await out.write(b"o" * _sink.BATCH)  # written (or being written) already
+    await out.write(b"old bytes " * 1000)  # still in the batch
+    await out.restart()
+    await out.write(b"new")
+    await out.close()
+    assert (tmp_path / "f.part").read_bytes() == b"new"
+    assert out.written == 3
