@@ -20,7 +20,14 @@ from typing import Any, NoReturn, Protocol
 
 import attrs
 
-__all__ = ["MAX_EVENT_SIZE", "Downloadable", "EventTooLarge", "SSEDecoder", "ServerSentEvent"]
+__all__ = [
+    "MAX_EVENT_SIZE",
+    "Downloadable",
+    "EventTooLarge",
+    "ReplayFilter",
+    "SSEDecoder",
+    "ServerSentEvent",
+]
 
 #: the default largest event (a file stream's data URI may be a few MB)
 MAX_EVENT_SIZE = 16 * 1024 * 1024
@@ -31,6 +38,9 @@ class EventTooLarge(ValueError):
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+#: ids made of numbers ("1690212292:7" from nchan, "1690212292000-0" from Redis
+#: streams, "42"): ordered, so "seen" is "not after the newest"
+_ORDERED_ID = re.compile(r"\d{1,30}(?:[:-]\d{1,30}){0,3}")
 
 
 class Downloadable(Protocol):
@@ -174,26 +184,39 @@ class SSEDecoder:
         # The per-line work is inlined with locals: this loop runs for every line of every
         # token, and method calls and attribute stores were most of its cost.
         events: list[ServerSentEvent] = []
+        dispatch, make = events.append, ServerSentEvent
         event, data, event_id, retry = self._event, self._data, self._id, self._retry
+        # Only a finished block moves the resume point: an id line of an event cut
+        # before its end must not make a reconnect skip it.
+        resume_at = None
         for line in lines:
             if not line:
                 if event_id is not None:
-                    # Only a finished block moves the resume point: an id line of an
-                    # event cut before its end must not make a reconnect skip it.
-                    self.last_event_id = event_id
+                    resume_at = event_id
                 if data:
-                    events.append(
-                        ServerSentEvent(event or "message", "\n".join(data), event_id, retry)
-                    )
+                    text = data[0] if len(data) == 1 else "\n".join(data)
+                    dispatch(make(event or "message", text, event_id, retry))
                     data = []
                 # A block with no data dispatches nothing, and resets the type.
                 event, event_id, retry = "", None, None
                 continue
-            # The common fields, written the common way, skip the general parse.
-            if line.startswith("data: "):
-                data.append(line[6:])
-                continue
-            if line[0] == ":":
+            # The common fields, written the common way ("name: value"), skip the
+            # general parse: the value is what follows the one space.
+            first = line[0]
+            if first == "d":
+                if line.startswith("data: "):
+                    data.append(line[6:])
+                    continue
+            elif first == "i":
+                if line.startswith("id: "):
+                    if "\0" not in line:
+                        event_id = line[4:]
+                    continue
+            elif first == "e":
+                if line.startswith("event: "):
+                    event = line[7:]
+                    continue
+            elif first == ":":
                 continue  # a comment: ": hi", ":408: 408 Request Timeout"
             field, colon, value = line.partition(":")
             if colon and value[:1] == " ":
@@ -208,6 +231,8 @@ class SSEDecoder:
             elif field == "retry" and value.isascii() and value.isdigit():
                 retry = self.retry = int(value)
             # other fields are ignored, as the spec says
+        if resume_at is not None:
+            self.last_event_id = resume_at
         if data is not self._data:
             self._size = self._counted = 0  # an event was dispatched: a new one began
         self._event, self._data, self._id, self._retry = event, data, event_id, retry
@@ -238,3 +263,53 @@ def _first_line_end(chunk: bytes, last: int) -> int:
     if cr < 0:
         return lf
     return min(lf, cr)
+
+
+class ReplayFilter:
+    """Which events a reconnected stream already gave out, in bounded memory.
+
+    A stream resumed with ``Last-Event-ID`` should send only what followed, but a server
+    may replay from further back. Ids made of numbers (``1690212292:7``, as Replicate's
+    streams send, or ``1690212292000-0``) are ordered: after a reconnect, an event is a
+    replay while its id is not after the resume point, which costs nothing per event
+    until a reconnect and one id of memory however long the stream. A stream whose ids
+    are not numbers has its last ``window`` ids remembered (a replay reaching back
+    further than that is not caught).
+    """
+
+    __slots__ = ("_opaque", "_recent", "_resume", "_window")
+
+    def __init__(self, window: int = 1024) -> None:
+        self._resume: tuple[int, ...] | None = None  # armed: after a reconnect
+        self._opaque: bool | None = None  # decided by the stream's first id
+        self._recent: dict[str, None] = {}  # insertion-ordered: the oldest goes first
+        self._window = window
+
+    def resumed(self, last_event_id: str) -> None:
+        """A new connection resumes after ``last_event_id``: what is not after it is old."""
+        self._resume = _order_key(last_event_id) if last_event_id else None
+
+    def seen(self, event_id: str) -> bool:
+        """Whether ``event_id`` was given out before; if not, it counts as given now."""
+        if self._opaque is None:
+            self._opaque = _order_key(event_id) is None
+        if self._opaque:
+            if event_id in self._recent:
+                return True
+            self._recent[event_id] = None
+            if len(self._recent) > self._window:
+                del self._recent[next(iter(self._recent))]
+            return False
+        if self._resume is None:
+            return False  # not reconnected, or already past the resume point
+        key = _order_key(event_id)
+        if key is not None and key <= self._resume:
+            return True
+        self._resume = None  # the server went past the resume point: all new from here
+        return False
+
+
+def _order_key(event_id: str) -> tuple[int, ...] | None:
+    if not _ORDERED_ID.fullmatch(event_id):
+        return None
+    return tuple(map(int, re.split("[:-]", event_id)))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replicate_async.protocol.sse import EventTooLarge, ServerSentEvent, SSEDecoder
+from replicate_async.protocol.sse import EventTooLarge, ReplayFilter, ServerSentEvent, SSEDecoder
 from replicate_async.testing._wire import sse_frame
 from tests.conftest import PAYLOADS
 
@@ -182,3 +182,103 @@ def test_any_split_gives_the_same_events_as_the_whole(stream: tuple[bytes, list[
     points = sorted(set(cuts))
     sizes = [b - a for a, b in zip([0, *points], points, strict=False)]
     assert decode(data, chunks=sizes) == decode(data)
+
+
+def test_replays_of_ordered_ids_are_caught_with_one_id_of_memory() -> None:
+    replays = ReplayFilter(window=4)
+    ids = [f"1690212292:{i}" for i in range(100_000)]
+    assert not any(replays.seen(i) for i in ids)  # one connection: nothing is a replay
+    replays.resumed("1690212292:99999")
+    # A server that replays from the start after a reconnect: every old id is caught,
+    # however far back (far beyond the window), and nothing was stored per event.
+    assert all(replays.seen(i) for i in ids[::997])
+    assert replays.seen("1690212292:99999")
+    assert not replays.seen("1690212293:0")  # past the resume point: new
+    assert not replays.seen("1690212293:1")
+    assert not replays._recent
+
+
+def test_a_server_that_resumes_properly_loses_nothing() -> None:
+    replays = ReplayFilter()
+    assert not replays.seen("5-0")
+    replays.resumed("5-0")
+    assert [replays.seen(i) for i in ["5-1", "6-0", "7-0"]] == [False, False, False]
+    replays.resumed("")  # nothing to resume from: nothing is old
+    assert not replays.seen("1-0")
+
+
+def test_opaque_ids_are_remembered_in_a_bounded_window() -> None:
+    replays = ReplayFilter(window=3)
+    assert [replays.seen(i) for i in ["a", "b", "a", "c", "d"]] == [
+        False,
+        False,
+        True,
+        False,
+        False,
+    ]
+    assert len(replays._recent) == 3
+    assert replays.seen("d") and not replays.seen("a")  # "a" fell out of the window
+
+
+def reference(text: str) -> tuple[list[tuple[str, str, str | None, int | None]], str]:
+    """The WHATWG rules, spelled out plainly (no fast paths), over the whole text."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines.pop()  # what follows the last line end is unfinished
+    events: list[tuple[str, str, str | None, int | None]] = []
+    event, data, event_id, retry, last = "", [], None, None, ""
+    for line in lines:
+        if line == "":
+            if event_id is not None:
+                last = event_id
+            if data:
+                events.append((event or "message", "\n".join(data), event_id, retry))
+            event, data, event_id, retry = "", [], None, None
+            continue
+        if line.startswith(":"):
+            continue
+        field, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+        elif field == "id" and "\0" not in value:
+            event_id = value
+        elif field == "retry" and value.isascii() and value.isdigit():
+            retry = int(value)
+    return events, last
+
+
+_value = st.text(alphabet="ab :\0é", max_size=4)
+_line = st.one_of(
+    st.just(""),
+    st.tuples(
+        st.sampled_from(["data", "id", "event", "retry", "", "d", "i", "e", "da", "ide", "foo"]),
+        st.sampled_from([": ", ":", ":  ", ""]),
+        st.one_of(_value, st.sampled_from(["output", "12", "1690212292:7", "a\0b", " x", "é:"])),
+    ).map("".join),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(_line, max_size=30),
+    newline=st.sampled_from(["\n", "\r", "\r\n"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+)
+def test_the_decoder_agrees_with_the_plain_rules(
+    lines: list[str], newline: str, cuts: list[int]
+) -> None:
+    text = "".join(line + newline for line in lines)
+    data = text.encode()
+    points = sorted({c for c in cuts if c <= len(data)})
+    decoder = SSEDecoder()
+    got: list[ServerSentEvent] = []
+    for start, end in zip([0, *points], [*points, len(data)], strict=True):
+        got += decoder.feed(data[start:end])
+    events, last = reference(text)
+    assert [(e.event, e.data, e.id, e.retry) for e in got] == events
+    assert decoder.last_event_id == last
