@@ -37,10 +37,10 @@ from .errors import (
     error_from_response,
     prediction_error,
 )
-from .files import FileOutput, is_file_url
+from .files import FILE_URL_PREFIXES, FileOutput
 from .protocol.checks import seconds
 from .protocol.retry import backoff
-from .protocol.sse import MAX_EVENT_SIZE, EventTooLarge, ServerSentEvent, SSEDecoder
+from .protocol.sse import MAX_EVENT_SIZE, EventTooLarge, ReplayFilter, ServerSentEvent, SSEDecoder
 from .types import Prediction, Status
 
 __all__ = ["PredictionStream", "StreamPolicy"]
@@ -96,7 +96,9 @@ class PredictionStream(HoldsBody):
         self._decoder = SSEDecoder(max_event_size=self._policy.max_event_size)
         self._last_event = 0.0  # when the last event came (comments do not count)
         self._queue: collections.deque[ServerSentEvent | BaseException] = collections.deque()
-        self._seen_ids: set[str] = set()
+        # What a reconnect may replay: bounded, not a set of every id (a stream may run
+        # for hours).
+        self._replays = ReplayFilter()
         self._outputs = 0  # output events given out, to know what is missing after a fallback
         self._text = 0  # characters of text output given out, for a string output's rest
         self._finished = False
@@ -186,8 +188,7 @@ class PredictionStream(HoldsBody):
         now = self._session.timing.monotonic()
         if events:
             self._last_event = now
-            for event in events:
-                self._handle(event)
+            self._handle(events)
         elif now - self._last_event > self._policy.idle_timeout:
             await self._check_idle()
 
@@ -230,6 +231,8 @@ class PredictionStream(HoldsBody):
             await self._fall_back(error)
             return
         self._body = body
+        if self._decoder.last_event_id:
+            self._replays.resumed(self._decoder.last_event_id)
         # A fresh decoder for a fresh connection, keeping the id to resume from and the
         # reconnection delay the server asked for.
         self._decoder = SSEDecoder(
@@ -255,26 +258,35 @@ class PredictionStream(HoldsBody):
         await self._session.sleep(delay)
         await self._connect()
 
-    def _output(self, event: ServerSentEvent) -> None:
-        self._outputs += 1
-        self._text += len(event.data)
-        if self._file_stream or is_file_url(event.data):
-            event = attrs.evolve(event, file=FileOutput(event.data, self._session))
-        self._queue.append(event)
-
-    def _handle(self, event: ServerSentEvent) -> None:
+    def _handle(self, events: list[ServerSentEvent]) -> None:
+        """Queue what a chunk's events give out; the end of the stream ends it."""
+        # One loop over the chunk's events with what it needs in locals: a token stream
+        # runs this for every token, and per-event method calls were most of its cost.
         if self._finished:
             return  # after an error event: its closing done adds nothing
-        if event.id is not None:
-            if event.id in self._seen_ids:
-                return  # replayed after a reconnect: already given out
-            self._seen_ids.add(event.id)
         # The connection works: the reconnect budget is per drop, not per stream.
         self._reconnects = 0
+        seen, give = self._replays.seen, self._queue.append
+        files, session = self._file_stream, self._session
+        outputs = text = 0
+        for event in events:
+            if event.id is not None and seen(event.id):
+                continue  # replayed after a reconnect: already given out
+            if event.event == "output":
+                outputs += 1
+                text += len(event.data)
+                if files or event.data.startswith(FILE_URL_PREFIXES):
+                    event.file = FileOutput(event.data, session)
+                give(event)
+            elif self._other(event):
+                break  # the stream ended
+        self._outputs += outputs
+        self._text += text
+
+    def _other(self, event: ServerSentEvent) -> bool:
+        """An event other than output; True when it ends the stream."""
         kind = event.event
-        if kind == "output":
-            self._output(event)
-        elif kind == "error":
+        if kind == "error":
             self._queue.append(self._failed(event))
             self._finished = True
         elif kind == "done":
@@ -287,6 +299,7 @@ class PredictionStream(HoldsBody):
             self._close_body()
         else:
             self._queue.append(event)  # logs, and types this version does not know
+        return self._finished
 
     def _failed(self, event: ServerSentEvent | None) -> PredictionFailed:
         assert self.prediction is not None
@@ -327,7 +340,6 @@ class PredictionStream(HoldsBody):
             assert cause is not None
             raise cause
         self.prediction = final
-        self._finished = True
         output = final.output
         missing: list[Any]
         if isinstance(output, list):
@@ -337,9 +349,13 @@ class PredictionStream(HoldsBody):
             missing = [output[self._text :]] if len(output) > self._text else []
         else:
             missing = []
-        for item in missing:
-            text = item if isinstance(item, str) else json.dumps(item)
-            self._output(ServerSentEvent("output", text))
+        self._handle(
+            [
+                ServerSentEvent("output", item if isinstance(item, str) else json.dumps(item))
+                for item in missing
+            ]
+        )
+        self._finished = True
         error = prediction_error(final)
         if error is not None:
             self._queue.append(error)

@@ -353,6 +353,22 @@ def _cut_mid_event() -> h.Behaviour:
     return h.sse([_frame(*EVENTS[0]), _frame(*EVENTS[1])[:9]], end="cut")
 
 
+def _replays_from_the_start() -> h.Behaviour:
+    """Cut after two events; then, ignoring Last-Event-ID, everything again."""
+    calls = 0
+
+    async def behave(request: h.Request, writer: asyncio.StreamWriter) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await h.sse([_frame(*EVENTS[0]), _frame(*EVENTS[1])], end="cut")(request, writer)
+            return
+        frames = [_frame(i, t) for i, t in EVENTS] + [_frame("4", "{}", "done")]
+        await h.sse(frames)(request, writer)
+
+    return behave
+
+
 @attrs.frozen
 class StreamFault:
     name: str
@@ -365,6 +381,9 @@ STREAM_FAULTS = [
     StreamFault("connection refused", lambda o: stream_host(), OK),
     StreamFault("reset before the reply", lambda o: h.reset(), OK),
     StreamFault("dropped mid-event", lambda o: _cut_mid_event(), OK),
+    StreamFault(
+        "dropped, then replayed from the start", lambda o: _replays_from_the_start(), OK, times=2
+    ),
     StreamFault("429", lambda o: _throttled("0"), OK),
     StreamFault("500", lambda o: h.reply(500, b"boom", "text/plain"), OK),
     StreamFault("502 HTML page", lambda o: h.reply(502, _PROXY_PAGE, "text/html"), OK),
