@@ -45,6 +45,8 @@ from .types import Prediction, Status
 
 __all__ = ["PredictionStream", "StreamPolicy"]
 
+#: bytes decoded at a time (a few hundred token events)
+_SLICE = 8 * 1024
 #: answers from the stream host worth connecting again after
 _TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -96,6 +98,7 @@ class PredictionStream(HoldsBody):
         self._decoder = SSEDecoder(max_event_size=self._policy.max_event_size)
         self._last_event = 0.0  # when the last event came (comments do not count)
         self._queue: collections.deque[ServerSentEvent | BaseException] = collections.deque()
+        self._unread = memoryview(b"")  # received, not yet decoded (see _fill)
         # What a reconnect may replay: bounded, not a set of every id (a stream may run
         # for hours).
         self._replays = ReplayFilter()
@@ -131,6 +134,7 @@ class PredictionStream(HoldsBody):
         if isinstance(item, BaseException):
             self._finished = True
             self._queue.clear()
+            self._unread = memoryview(b"")
             self._close_body()
             raise item
         return item
@@ -144,6 +148,7 @@ class PredictionStream(HoldsBody):
         ended = self._finished
         self._finished = True
         self._queue.clear()
+        self._unread = memoryview(b"")
         self._close_body()
         on_abandon, self._on_abandon = self._on_abandon, None
         prediction = self.prediction
@@ -169,17 +174,27 @@ class PredictionStream(HoldsBody):
             # File streams (".../v1/files/...") carry one file per output event.
             self._file_stream = "/v1/files/" in url
             self._last_event = self._session.timing.monotonic()
-        if self._body is None:
+        if self._unread:
+            # Decoded a slice at a time: a chunk of 64 KiB holds thousands of tokens, and
+            # making them all at once kept them alive together, which made the garbage
+            # collector sweep them again and again (a third of the CPU per event).
+            chunk, self._unread = bytes(self._unread[:_SLICE]), self._unread[_SLICE:]
+        elif self._body is None:
             await self._connect()
             return
-        try:
-            chunk = await self._body.read_any()
-        except TransportError:
-            chunk = b""  # a dropped connection reads as an early end: resume below
-        if not chunk:
-            self._close_body()
-            await self._reconnect_or_fall_back()
-            return
+        else:
+            try:
+                received = await self._body.read_any()
+            except TransportError:
+                received = b""  # a dropped connection reads as an early end: resume below
+            if not received:
+                self._close_body()
+                await self._reconnect_or_fall_back()
+                return
+            if len(received) <= _SLICE:
+                chunk = received
+            else:
+                chunk, self._unread = received[:_SLICE], memoryview(received)[_SLICE:]
         try:
             events = self._decoder.feed(chunk)
         except EventTooLarge as too_large:
