@@ -211,8 +211,8 @@ class Claims:
         self._ids[job_id] = now
         if len(self._ids) % 1024 == 0:
             oldest = min(self._active.values(), default=now)
-            # 10 s more for our clocks' own drift (wall against monotonic) while it ran.
-            cutoff = min(oldest, now) - self.lookback() - 10.0
+            # 2 s more for our own clocks' drift (wall against monotonic) while it ran.
+            cutoff = min(oldest, now) - self.lookback() - 2.0
             # dicts keep insertion order: the oldest come first
             stale = []
             for key, when in self._ids.items():
