@@ -230,3 +230,26 @@ async def test_the_reconnect_budget_is_per_drop(client: AsyncReplicate, emulator
     tokens = [str(e) async for e in stream if e.event == "output"]
     assert tokens == [f"token{i} " for i in range(20)]
     assert len(emulator.stream_requests) >= 8
+
+
+async def test_a_long_stream_keeps_nothing_per_event(client: AsyncReplicate) -> None:
+    import tracemalloc
+
+    ours = [
+        tracemalloc.Filter(True, "*replicate_async/streaming.py"),
+        tracemalloc.Filter(True, "*replicate_async/protocol/sse.py"),
+    ]
+    tracemalloc.start()
+    try:
+        stream = client.stream("emulator/stream", input={"tokens": 20_000, "delay": 0})
+        count = 0
+        async for _ in stream:
+            count += 1
+        # The stream object is still alive: whatever it kept per event would be here.
+        held = sum(
+            s.size for s in tracemalloc.take_snapshot().filter_traces(ours).statistics("filename")
+        )
+    finally:
+        tracemalloc.stop()
+    assert count == 20_000
+    assert held < 64 * 1024, f"a 20,000-event stream still holds {held:,} bytes"
