@@ -1,33 +1,33 @@
-"""SSE decoding: our decoder vs the official client's, httpx-sse, and a raw aiohttp read.
+"""SSE: CPU per event and peak memory of a stream, ours against two floors and the peers.
 
-Two byte streams: 200,000 small token events (as a language model sends) and 1,000
-large events (64 KiB of data each). Every contender decodes the same bytes:
+A server in its own process sends a stream of small token events (as a language model
+sends them; ids as Replicate's: ``1690212292:7``) or of large ones (64 KiB of data
+each), in 64 KiB writes. Each client runs in a process of its own, so its CPU time
+(``process_time``) and its peak RSS growth (``ru_maxrss`` after the stream over before
+it) are its own:
 
-- in memory, fed in 64 KiB chunks: the decoders alone (ours gets bytes; the official
-  one and httpx-sse get an ``httpx.Response`` over the same chunks, as in real use);
-- end to end, served by a local aiohttp server over a real socket: the floor is a raw
-  aiohttp read of the bytes, then the same read with our decoder on top, and the
-  official decoder and httpx-sse on an httpx stream.
+- raw aiohttp read: the bytes, nothing parsed (the first floor);
+- raw split-and-parse: aiohttp, the bytes split into lines and blocks by hand, the
+  fields of each event taken (the second floor: what a hand-written client costs);
+- replicate_async ``SSEDecoder`` on aiohttp (the decoder alone);
+- replicate_async ``client.predictions.stream(prediction)``: everything a user gets
+  (``ServerSentEvent`` objects, resume bookkeeping, output accounting);
+- the official ``replicate`` package's decoder, and httpx-sse, on an httpx stream.
 
-    python -m benchmarks.sse [--small 200000] [--large 1000] [--rounds 5]
+    python -m benchmarks.sse [--small 100000,1000000] [--large 1000] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-
-import aiohttp
-import httpx
-import httpx_sse
-import replicate
-from aiohttp import web
-from replicate.stream import EventSource as OfficialEventSource
-
-from replicate_async.protocol.sse import SSEDecoder
 
 CHUNK = 64 * 1024
 
@@ -49,75 +49,84 @@ def large_stream(n: int) -> bytes:
     )
 
 
-def chunks(data: bytes) -> list[bytes]:
-    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+# -- the server (its own process) ------------------------------------------------------------
 
 
-async def _aiter(parts: list[bytes]) -> AsyncIterator[bytes]:
-    for part in parts:
-        yield part
+def serve(kind: str, n: int) -> None:
+    """Serve one stream at /, again and again; print the port, run until killed."""
+    from aiohttp import web
 
+    data = small_stream(n) if kind == "small" else large_stream(n)
+    parts = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
 
-def _response(parts: list[bytes]) -> httpx.Response:
-    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=_aiter(parts))
-
-
-# -- in memory ---------------------------------------------------------------------------
-
-
-async def mem_ours(parts: list[bytes]) -> int:
-    decoder = SSEDecoder()
-    n = 0
-    for part in parts:
-        n += len(decoder.feed(part))
-    return n
-
-
-async def mem_official(parts: list[bytes]) -> int:
-    client = replicate.Client(api_token="r8_benchmark")
-    n = 0
-    async for _ in OfficialEventSource(client, _response(parts)):
-        n += 1
-    return n
-
-
-async def mem_httpx_sse(parts: list[bytes]) -> int:
-    n = 0
-    async for _ in httpx_sse.EventSource(_response(parts)).aiter_sse():
-        n += 1
-    return n
-
-
-# -- over a socket -----------------------------------------------------------------------
-
-
-async def serve(data: bytes) -> tuple[web.AppRunner, str]:
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for part in chunks(data):
+        for part in parts:
             await response.write(part)
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(runner.addresses[0][1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
 
 
-async def net_floor(url: str) -> int:
+# -- the clients (each in a child process); each returns how many events it saw -------------
+
+
+async def raw_read(url: str) -> int:
+    import aiohttp
+
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
-        size = 0
-        async for part in resp.content.iter_any():
-            size += len(part)
+        async for _ in resp.content.iter_any():
+            pass
     return 0
 
 
-async def net_ours(url: str) -> int:
+async def _split_and_parse(url: str) -> AsyncIterator[tuple[str, str, str | None]]:
+    """A careful hand-written client: blocks and lines split, fields taken, events yielded."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        rest = b""
+        async for part in resp.content.iter_any():
+            blocks = (rest + part).split(b"\n\n")
+            rest = blocks.pop()
+            for block in blocks:
+                event, data, event_id = "message", [], None
+                for line in block.decode().split("\n"):
+                    field, _, value = line.partition(": ")
+                    if field == "data":
+                        data.append(value)
+                    elif field == "event":
+                        event = value
+                    elif field == "id":
+                        event_id = value
+                if data:
+                    yield event, "\n".join(data), event_id
+
+
+async def raw_parse(url: str) -> int:
+    n = 0
+    async for _ in _split_and_parse(url):
+        n += 1
+    return n
+
+
+async def ours_decoder(url: str) -> int:
+    import aiohttp
+
+    from replicate_async.protocol.sse import SSEDecoder
+
     decoder = SSEDecoder()
     n = 0
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
@@ -126,16 +135,37 @@ async def net_ours(url: str) -> int:
     return n
 
 
-async def net_official(url: str) -> int:
+async def ours_stream(url: str) -> int:
+    from replicate_async import AsyncReplicate, Prediction
+    from replicate_async.protocol.convert import converter
+
+    prediction = converter.structure(
+        {"id": "bench", "status": "processing", "urls": {"get": url, "stream": url}}, Prediction
+    )
+    n = 0
+    async with AsyncReplicate(api_token="r8_benchmark", base_url="http://127.0.0.1:9/v1") as c:
+        async for _ in c.predictions.stream(prediction):
+            n += 1
+    return n + 1  # the done event ends the stream without being yielded
+
+
+async def official(url: str) -> int:
+    import httpx
+    import replicate
+    from replicate.stream import EventSource
+
     client = replicate.Client(api_token="r8_benchmark")
     n = 0
     async with httpx.AsyncClient() as http, http.stream("GET", url) as resp:
-        async for _ in OfficialEventSource(client, resp):
+        async for _ in EventSource(client, resp):
             n += 1
-    return n
+    return n + 1
 
 
-async def net_httpx_sse(url: str) -> int:
+async def httpx_sse(url: str) -> int:
+    import httpx
+    import httpx_sse
+
     n = 0
     async with httpx.AsyncClient() as http, httpx_sse.aconnect_sse(http, "GET", url) as source:
         async for _ in source.aiter_sse():
@@ -143,59 +173,108 @@ async def net_httpx_sse(url: str) -> int:
     return n
 
 
-async def timed(run: Callable[[], Awaitable[int]]) -> tuple[float, float, int]:
+CLIENTS: dict[str, tuple[str, Callable[[str], Awaitable[int]]]] = {
+    "raw": ("raw aiohttp read (floor 1)", raw_read),
+    "parse": ("raw split-and-parse loop (floor 2)", raw_parse),
+    "decoder": ("replicate_async SSEDecoder on aiohttp", ours_decoder),
+    "stream": ("**replicate_async predictions.stream()**", ours_stream),
+    "official": ("replicate (official) decoder on httpx", official),
+    "httpx_sse": ("httpx-sse on httpx", httpx_sse),
+}
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child(name: str, url: str) -> None:
+    run = CLIENTS[name][1]
+    # Import every client's modules first: the baseline then holds them, whoever runs.
+    import aiohttp  # noqa: F401
+    import httpx  # noqa: F401
+    import httpx_sse  # noqa: F401
+    import replicate  # noqa: F401
+
+    import replicate_async  # noqa: F401
+
+    base = _rss_mb()
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    n = await run()
-    return time.process_time() - cpu0, time.perf_counter() - wall0, n
+    n = asyncio.run(run(url))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    print(json.dumps({"cpu": cpu, "wall": wall, "n": n, "rss_growth_mb": _rss_mb() - base}))
 
 
-async def bench(name: str, data: bytes, events: int, rounds: int) -> None:
-    parts = chunks(data)
-    runner, url = await serve(data)
-    contenders: dict[str, Callable[[], Awaitable[int]]] = {
-        "in memory: replicate_async SSEDecoder": lambda: mem_ours(parts),
-        "in memory: replicate (official) decoder": lambda: mem_official(parts),
-        "in memory: httpx-sse": lambda: mem_httpx_sse(parts),
-        "socket: raw aiohttp read (floor)": lambda: net_floor(url),
-        "socket: aiohttp + replicate_async SSEDecoder": lambda: net_ours(url),
-        "socket: httpx + replicate (official) decoder": lambda: net_official(url),
-        "socket: httpx + httpx-sse": lambda: net_httpx_sse(url),
-    }
-    cpu: dict[str, list[float]] = {k: [] for k in contenders}
-    wall: dict[str, list[float]] = {k: [] for k in contenders}
+def run_child(name: str, url: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sse", "--child", name, "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} failed: {out.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench(kind: str, n: int, rounds: int) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.sse", "--serve", kind, "--events", str(n)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        for _ in range(rounds):
-            for key, run in contenders.items():
-                c, w, n = await timed(run)
-                if n and n < events:
-                    raise AssertionError(f"{key} decoded {n} of {events} events")
-                cpu[key].append(c)
-                wall[key].append(w)
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{server.stdout.readline().strip()}/"
+        results: dict[str, list[dict[str, float]]] = {k: [] for k in CLIENTS}
+        for r in range(rounds):
+            names = list(CLIENTS)
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                result = run_child(name, url)
+                if result["n"] and result["n"] < n + 1:
+                    raise AssertionError(f"{name} saw {result['n']} of {n + 1} events")
+                results[name].append(result)
     finally:
-        await runner.cleanup()
-    print(f"\n{name}: {events:,} events, {len(data) / 1e6:.1f} MB, medians of {rounds}\n")
-    print("| decoder | events/s | CPU µs / event | vs ours (events/s) |")
-    print("|---|---:|---:|---:|")
-    ours_mem = statistics.median(wall["in memory: replicate_async SSEDecoder"])
-    ours_net = statistics.median(wall["socket: aiohttp + replicate_async SSEDecoder"])
-    for key in contenders:
-        w = statistics.median(wall[key])
-        c = statistics.median(cpu[key])
-        ref = ours_mem if key.startswith("in memory") else ours_net
-        print(f"| {key} | {events / w:,.0f} | {c / events * 1e6:.2f} | {ref / w:.2f}x |")
-    floor = statistics.median(wall["socket: raw aiohttp read (floor)"])
-    print(f"\nend to end, ours vs the raw read: {ours_net / floor:.2f}x the floor's time")
+        server.kill()
+        server.wait(timeout=10)
+    label = "small token events" if kind == "small" else "large events (64 KiB each)"
+    print(f"\n{label}: {n:,} events, medians of {rounds} (each client in its own process)\n")
+    print(
+        "| client | events/s | CPU µs / event | vs split-and-parse (CPU) "
+        "| vs raw read (CPU) | peak RSS growth (MB) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    cpu = {k: statistics.median(r["cpu"] for r in v) for k, v in results.items()}
+    for key, (title, _) in CLIENTS.items():
+        wall = statistics.median(r["wall"] for r in results[key])
+        rss = statistics.median(r["rss_growth_mb"] for r in results[key])
+        print(
+            f"| {title} | {n / wall:,.0f} | {cpu[key] / n * 1e6:.2f} "
+            f"| {cpu[key] / cpu['parse']:.2f}x | {cpu[key] / cpu['raw']:.2f}x | {rss:.1f} |"
+        )
 
 
-async def main(small: int, large: int, rounds: int) -> None:
-    await bench("small token events", small_stream(small), small + 1, rounds)
-    await bench("large events (64 KiB each)", large_stream(large), large + 1, rounds)
+def main(small: list[int], large: int, rounds: int) -> None:
+    for n in small:
+        bench("small", n, rounds)
+    if large:
+        bench("large", large, rounds)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", type=int, default=200_000)
+    parser.add_argument("--small", default="100000,1000000", help="small-event stream lengths")
     parser.add_argument("--large", type=int, default=1_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--events", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.small, args.large, args.rounds))
+    if args.serve:
+        serve(args.serve, args.events)
+    elif args.child:
+        child(args.child, args.url)
+    else:
+        main([int(s) for s in args.small.split(",")], args.large, args.rounds)
