@@ -23,11 +23,11 @@ from ._poller import Poller
 from ._session import Session
 from .errors import CreateOutcomeUnknownError, MalformedResponseError, ReplicateError
 from .files import FileInput, prepare_input, upload_url
-from .pagination import list_pages
+from .pagination import AsyncPager, list_pages
 from .protocol.creates import Claims, CreateOptions, find_created, hold, older_than
 from .protocol.refs import Target
 from .protocol.replies import Response
-from .types import Prediction, Training
+from .types import Page, Prediction, Training
 
 __all__ = ["Creator"]
 
@@ -35,6 +35,8 @@ J = TypeVar("J", Prediction, Training)
 
 #: waits between looks for a prediction whose create had an unknown outcome
 _RECOVERY_WAITS = (0.2, 0.5, 1.0)
+#: waits before asking again for a page of a look that failed
+_PAGE_RETRY_WAITS = (0.1, 0.3)
 
 
 class Creator:
@@ -194,12 +196,25 @@ class Creator:
         since: datetime | None,
     ) -> J | None:
         pager = list_pages(self._session, target.list_path, cls, params=params)
-        while (page := await pager.next_page()) is not None:
+        while (page := await self._page(pager)) is not None:
             found = find_created(page.results, target, body, self.claims, since=since)
             # Lists come newest first: a page reaching back before the window ends it.
             if found is not None or older_than(page.results, since):
                 return found
         return None
+
+    async def _page(self, pager: AsyncPager[J]) -> Page[J] | None:
+        """The next page of a look, asked for again if it fails (twice, then raised).
+
+        A page can be garbled, or meet a 5xx past the request's own retries: a look that
+        gave up at once could miss the prediction it looks for.
+        """
+        for wait in _PAGE_RETRY_WAITS:
+            try:
+                return await pager.next_page()
+            except ReplicateError:
+                await self._session.sleep(wait)
+        return await pager.next_page()
 
 
 def _utc(timestamp: float) -> datetime:

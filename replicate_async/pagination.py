@@ -49,8 +49,10 @@ class AsyncPager(AsyncClosing, Generic[T]):
         if self._closed:
             return None
         if not self._started:
-            self._started = True
             page = await self._fetch(None)
+            # Only now: a first page that failed is asked for again by the next call,
+            # instead of the list reading as empty.
+            self._started = True
         elif self._next is not None:
             page = await self._fetch(self._next)
         else:

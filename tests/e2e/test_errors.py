@@ -134,6 +134,20 @@ async def test_a_lookup_that_fails_is_tried_again_so_nothing_that_ran_is_lost(
     assert len(emulator.predictions) == 1
 
 
+async def test_a_garbled_page_of_a_look_is_asked_for_again(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    emulator.reset_next("POST", "/models/{owner}/{name}/predictions")
+    # Three garbled pages in a row: as many as there are looks, so only asking again
+    # for a page within a look finds what the create made.
+    emulator.fail_next(
+        "GET", "/predictions", status=200, body=b"<html>", content_type="text/html", times=3
+    )
+    assert await client.run("emulator/echo", input={"text": "ran"}) == "ran"
+    assert emulator.count("POST", "/models/{owner}/{name}/predictions") == 1
+    assert len(emulator.predictions) == 1
+
+
 async def test_recovery_reaches_back_seconds_not_half_a_minute(
     client: AsyncReplicate, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

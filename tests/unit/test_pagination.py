@@ -50,3 +50,29 @@ async def test_aclose() -> None:
     await pager.aclose()
     assert [i async for i in pager] == []
     assert pages.calls == []
+
+
+async def test_a_page_that_failed_is_asked_for_again_even_the_first() -> None:
+    pages = Pages()
+    failures = {None: 1, "u2": 1}
+
+    async def flaky(url: str | None) -> Page[int]:
+        if failures.get(url):
+            failures[url] -= 1
+            pages.calls.append(url)
+            raise ConnectionError("garbled")
+        return await pages.fetch(url)
+
+    pager = AsyncPager(flaky)
+    got: list[int] = []
+    while True:
+        try:
+            page = await pager.next_page()
+        except ConnectionError:
+            continue
+        if page is None:
+            break
+        got += page.results
+    # The first page's failure did not make the list read as empty.
+    assert got == [1, 2, 3]
+    assert pages.calls == [None, None, "u2", "u2", "u3"]
