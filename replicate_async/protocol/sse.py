@@ -170,25 +170,17 @@ class SSEDecoder:
         self._pending += view[end + 1 :]
         if len(self._pending) > self._max:
             self._too_large("a line")
-        if "\r" not in rest:
-            # LF only, as almost every stream: whole lines of text, then the fast path.
-            if head is not None:
-                text = head + rest  # rest starts with the end of the head's line
-            elif not self._started:
-                self._started = True
-                text = rest[1:] if rest[:1] == "\ufeff" else rest
-            else:
-                text = rest
-            return self._text(text)
-        lines = _LINE_END.split(rest)
-        lines.pop()  # the empty string after the chunk's last line end
         if head is not None:
-            # rest starts with the first line's end, so lines[0] is that line's (empty) tail.
-            lines[0] = head
-        elif not self._started and lines:
+            text = head + rest  # rest starts with the end of the head's line
+        elif not self._started:
             self._started = True
-            if lines[0][:1] == "\ufeff":
-                lines[0] = lines[0][1:]
+            text = rest[1:] if rest[:1] == "\ufeff" else rest
+        else:
+            text = rest
+        if "\r" not in text:
+            return self._text(text)  # LF only, as almost every stream: the fast path
+        lines = _LINE_END.split(text)
+        lines.pop()  # the empty string after the chunk's last line end
         return self._lines(lines)
 
     def _text(self, text: str) -> list[ServerSentEvent]:
