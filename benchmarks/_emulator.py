@@ -37,6 +37,24 @@ class RunningEmulator:
         return sum(r["count"] for r in self.stats()["replies"] if r["status"] == status)
 
 
+def scaled_limits(creates: int, burst: int, other: int) -> tuple[str, ...]:
+    """Emulator arguments enforcing Replicate's limits scaled up, to run quickly.
+
+    ``creates`` a second after a burst of ``burst``; ``other`` requests a second (gets too).
+    """
+    return (
+        "--enforce-limits",
+        "--create-per-minute",
+        str(creates * 60),
+        "--create-burst",
+        str(burst),
+        "--other-per-minute",
+        str(other * 60),
+        "--get-per-minute",
+        str(other * 60),
+    )
+
+
 @contextmanager
 def emulator_process(*extra: str) -> Iterator[RunningEmulator]:
     """Run ``python -m replicate_async.testing`` on a free port; stop it on exit."""

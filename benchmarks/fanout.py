@@ -32,21 +32,11 @@ from typing import Any
 
 import aiohttp
 
-from ._emulator import RunningEmulator, emulator_process
+from ._emulator import RunningEmulator, emulator_process, scaled_limits
 
 RATE, BURST, OTHER = 100, 600, 500  # creates a second, their burst, other requests a second
 RUN_TIMES = (1.0, 3.0)
-SERVER = (
-    "--enforce-limits",
-    "--create-per-minute",
-    str(RATE * 60),
-    "--create-burst",
-    str(BURST),
-    "--other-per-minute",
-    str(OTHER * 60),
-    "--get-per-minute",
-    str(OTHER * 60),
-)
+SERVER = scaled_limits(RATE, BURST, OTHER)
 MODEL = "emulator/sleep"
 
 

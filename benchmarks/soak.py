@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from ._emulator import RunningEmulator, emulator_process
+from ._emulator import RunningEmulator, emulator_process, scaled_limits
 
 RATE, BURST, OTHER = 200, 600, 1000  # creates a second, their burst, other requests a second
 CHAOS = 0.05
@@ -47,15 +47,7 @@ DOWNLOADS, FILE_SIZE, STREAMS, TOKENS = 2000, 4096, 500, 5
 
 def server(seed: int) -> tuple[str, ...]:
     return (
-        "--enforce-limits",
-        "--create-per-minute",
-        str(RATE * 60),
-        "--create-burst",
-        str(BURST),
-        "--other-per-minute",
-        str(OTHER * 60),
-        "--get-per-minute",
-        str(OTHER * 60),
+        *scaled_limits(RATE, BURST, OTHER),
         "--chaos",
         str(CHAOS),
         "--chaos-seed",
