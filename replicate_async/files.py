@@ -30,7 +30,7 @@ import aiofiles
 import aiofiles.os
 import attrs
 
-from ._sink import FileSink
+from ._sink import FileSink, in_writer
 from ._transport import FormField, HoldsBody
 from .errors import (
     ConnectionLostError,
@@ -208,7 +208,7 @@ class FileOutput:
             await out.close()
             # Only now, with every byte the download proved whole written and the file
             # closed, does it take the final name.
-            await asyncio.to_thread(os.replace, temp_name, target)
+            await in_writer(os.replace, temp_name, target)
         except BaseException:
             # Covers cancellation too: never leave the temp file behind.
             await out.discard()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import os
 import threading
 import time
 from pathlib import Path
@@ -242,8 +241,8 @@ async def test_a_hundred_saves_share_a_few_writer_threads(
         *(image.save(tmp_path / f"{i}.png") for i, image in enumerate(images))
     )
     assert all(s.path.read_bytes() == expected_output(size, seed=i) for i, s in enumerate(saved))
-    # The loop's default executor's few threads, not one (or more) per download.
-    assert 1 <= len(writers) <= min(32, (os.cpu_count() or 1) + 4)
+    # The writer pool's few threads, not one (or more) per download.
+    assert 1 <= len(writers) <= _sink.WRITERS
     assert threading.get_ident() not in writers
 
 

@@ -112,3 +112,64 @@ async def test_restart_empties_the_file(tmp_path: Path) -> None:
     await out.close()
     assert (tmp_path / "f.part").read_bytes() == b"new"
     assert out.written == 3
+
+
+async def test_writes_run_in_the_library_s_own_writer_threads(tmp_path: Path) -> None:
+    # Not the loop's default executor, where aiohttp resolves host names: a slow disk
+    # must not hold up new connections.
+    names: set[str] = set()
+    real = _sink._write_all
+
+    def spy(fd: int, chunks: list[bytes]) -> None:
+        names.add(threading.current_thread().name)
+        real(fd, chunks)
+
+    default_executor_busy = threading.Event()
+    loop = asyncio.get_running_loop()
+    blocker = loop.run_in_executor(None, default_executor_busy.wait, 10)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_sink, "_write_all", spy)
+            out = await FileSink.create(tmp_path / "f.part")
+            await out.write(b"x" * _sink.BATCH)
+            await out.close()
+    finally:
+        default_executor_busy.set()
+        await blocker
+    assert names and all(name.startswith("replicate_async-writer") for name in names)
+
+
+async def test_cancelled_while_opening_the_file_goes_once_it_is_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    real_open = os.open
+
+    def slow_open(path: object, flags: int, mode: int = 0o777) -> int:
+        started.set()
+        release.wait(10)
+        return real_open(path, flags, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", slow_open)
+    before = _fds()
+    task = asyncio.ensure_future(FileSink.create(tmp_path / "f.part"))
+    await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    for _ in range(200):  # the thread opens it, then the loop closes and removes it
+        await asyncio.sleep(0.01)
+        if not (tmp_path / "f.part").exists() and _fds() == before:
+            break
+    assert not (tmp_path / "f.part").exists()
+    assert _fds() == before
+
+
+async def test_an_error_in_the_writer_thread_is_raised_with_its_type(tmp_path: Path) -> None:
+    def boom() -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(PermissionError, match="Permission denied"):
+        await _sink.in_writer(boom)
+    assert await _sink.in_writer(lambda: 42) == 42
