@@ -12,11 +12,16 @@ in another process that generates the output bytes as they are sent:
 - upload of a 100 MB file: ``client.files.create(path)`` vs a raw aiohttp multipart
   POST of the open file (the floor) vs the official ``files.async_create``.
 
-Reported: MB/s and peak RSS growth over the process's baseline, medians of the rounds;
-ratios are taken within each round, then their median. Before each run the disk is
-synced and (as root) the page cache dropped, so each starts from the same state.
+Downloads run in two stated states of the VM's memory (see below: "backed" and
+"returned"), each contender in each, since which one a run meets moved results 2x.
 
-    python -m benchmarks.files [--sizes 256,1024] [--rounds 9]
+Reported: MB/s, CPU time per 100 MB, fresh pages the process touched per MiB (its own
+buffers: a page the allocator gave back to the kernel and took again costs a fault and
+a zeroing), peak RSS growth over the process's baseline and the loop's worst stall,
+medians of the rounds; ratios are taken within each round, then their median. Before
+each run the disk is synced and (as root) the page cache dropped.
+
+    python -m benchmarks.files [--sizes 256,1024] [--rounds 9] [--memory backed,returned]
 """
 
 from __future__ import annotations
@@ -38,9 +43,58 @@ CHUNK = 1024 * 1024
 MODEL = "emulator/images"
 
 
-def _rss_mb() -> float:
-    # ru_maxrss is the peak so far, in KiB on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# -- the VM's memory: the state every run starts from ---------------------------------------
+#
+# On a VM whose free memory is handed back to the host (free page reporting: this one
+# does it about 2 s after memory is freed), writing a file into pages the host has
+# taken back costs a fault in the hypervisor per page: the page cache then takes
+# 1 GiB at 350-750 MB/s, against 5 GB/s into pages it still backs. A download at
+# 1 GB/s is bound by that, and whether a run gets backed pages depended on how long
+# the previous run's process took to start: 1 GiB runs of the same client varied 2x.
+# So each run starts from a stated state, the same for every contender:
+#
+# - "backed" (what the machine can do, and what a busy server's memory is like): just
+#   before the timed part, a short-lived process touches size + 256 MiB of memory and
+#   exits, so the page cache reuses pages the host has just provided;
+# - "returned": after the disk is synced and the cache dropped, wait until the kernel
+#   has reported the freed memory to the host (its count stops moving), so every page
+#   the download writes is a fresh one.
+
+PREFAULT_ENV = "BENCH_PREFAULT_MIB"
+_REPORTED = Path("/sys/module/page_reporting/parameters/reported_kib")
+_TOUCH = """
+import mmap, sys
+size = int(sys.argv[1]) << 20
+block = b"\\1" * (8 << 20)
+area = mmap.mmap(-1, size)
+for offset in range(0, size, len(block)):
+    area[offset : offset + len(block)] = block
+"""
+
+
+def _ready() -> resource.struct_rusage:
+    """Put memory in the run's state, then return the process's usage so far."""
+    mib = int(os.environ.get(PREFAULT_ENV, "0"))
+    if mib:
+        # A child process, so this process's own peak RSS is not the touched memory.
+        subprocess.run([sys.executable, "-c", _TOUCH, str(mib)], check=True)
+    return resource.getrusage(resource.RUSAGE_SELF)
+
+
+def _wait_returned(timeout: float = 20.0) -> None:
+    """Wait until freed memory has gone back to the host: the reported count is still."""
+    if not _REPORTED.exists():
+        time.sleep(3)  # no free page reporting here: freed memory stays backed anyway
+        return
+    deadline = time.monotonic() + timeout
+    last, still_since = _REPORTED.read_text(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _REPORTED.read_text()
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= 3.0:
+            return
 
 
 # -- the contenders, each run in a child process ------------------------------------------
@@ -76,7 +130,7 @@ async def download_ours(url: str, token: str, size: int, target: Path) -> None:
 
     async with AsyncReplicate(api_token=token, base_url=url) as client:
         (image,) = await client.run(MODEL, input={"size_bytes": size})
-        base = _rss_mb()
+        base = _ready()
         started = time.perf_counter()
         with _Stalls() as stalls:
             saved = await image.save(target)
@@ -96,7 +150,7 @@ async def download_plain(url: str, token: str, size: int, target: Path) -> None:
 
     async with aiohttp.ClientSession() as session:
         file_url = await _floor_url(session, url, token, size)
-        base = _rss_mb()
+        base = _ready()
         started = time.perf_counter()
         written = 0
         with _Stalls() as stalls:
@@ -114,7 +168,7 @@ async def download_floor(url: str, token: str, size: int, target: Path) -> None:
 
     async with aiohttp.ClientSession() as session:
         file_url = await _floor_url(session, url, token, size)
-        base = _rss_mb()
+        base = _ready()
         started = time.perf_counter()
         written = 0
         with _Stalls() as stalls:
@@ -136,7 +190,7 @@ async def download_official(url: str, token: str, size: int, target: Path) -> No
         from replicate.helpers import FileOutput
 
         image = url_out if not isinstance(url_out, str) else FileOutput(url_out, client)
-        base = _rss_mb()
+        base = _ready()
         started = time.perf_counter()
         written = 0
         with _Stalls() as stalls:
@@ -153,7 +207,7 @@ async def upload_ours(url: str, token: str, source: Path) -> None:
     from replicate_async import AsyncReplicate
 
     async with AsyncReplicate(api_token=token, base_url=url) as client:
-        base = _rss_mb()
+        base = _ready()
         started = time.perf_counter()
         uploaded = await client.files.create(source)
         _report(started, base, uploaded.size or 0)
@@ -163,7 +217,7 @@ async def upload_floor(url: str, token: str, source: Path) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        base = _rss_mb()
+        base = _ready()
         started = time.perf_counter()
         with source.open("rb") as handle:
             form = aiohttp.FormData()
@@ -179,7 +233,7 @@ async def upload_official(url: str, token: str, source: Path) -> None:
 
     client = replicate.Client(api_token=token, base_url=url.removesuffix("/v1"))
     try:
-        base = _rss_mb()
+        base = _ready()
         started = time.perf_counter()
         with source.open("rb") as handle:
             uploaded = await client.files.async_create(handle)
@@ -188,9 +242,20 @@ async def upload_official(url: str, token: str, source: Path) -> None:
         await client._async_client.aclose()
 
 
-def _report(started: float, base_rss: float, size: int, stalls: _Stalls | None = None) -> None:
+def _report(
+    started: float, base: resource.struct_rusage, size: int, stalls: _Stalls | None = None
+) -> None:
     seconds = time.perf_counter() - started
-    result = {"seconds": seconds, "bytes": size, "rss_growth_mb": _rss_mb() - base_rss}
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    result = {
+        "seconds": seconds,
+        "bytes": size,
+        # ru_maxrss is the peak so far, in KiB on Linux.
+        "rss_growth_mb": (now.ru_maxrss - base.ru_maxrss) / 1024,
+        "cpu_s": now.ru_utime + now.ru_stime - base.ru_utime - base.ru_stime,
+        # Pages this process touched for the first time (its own buffers, not the cache).
+        "minor_faults": now.ru_minflt - base.ru_minflt,
+    }
     if stalls is not None:
         result["stall_ms"] = stalls.worst * 1000
     print(json.dumps(result))
@@ -218,7 +283,9 @@ def child(args: argparse.Namespace) -> None:
 # -- the parent: start the emulator, run the children, print the tables -------------------
 
 
-def run_child(kind: str, url: str, token: str, target: Path, size: int = 0) -> dict[str, float]:
+def run_child(
+    kind: str, url: str, token: str, target: Path, size: int = 0, prefault_mib: int = 0
+) -> dict[str, float]:
     out = subprocess.run(
         [
             sys.executable,
@@ -239,6 +306,7 @@ def run_child(kind: str, url: str, token: str, target: Path, size: int = 0) -> d
         text=True,
         timeout=600,
         check=False,
+        env={**os.environ, PREFAULT_ENV: str(prefault_mib)},
     )
     if out.returncode != 0:
         raise RuntimeError(f"{kind} failed: {out.stderr[-2000:]}")
@@ -246,7 +314,7 @@ def run_child(kind: str, url: str, token: str, target: Path, size: int = 0) -> d
     return result
 
 
-def main(sizes: list[int], rounds: int) -> None:
+def main(sizes: list[int], rounds: int, states: list[str]) -> None:
     from ._emulator import emulator_process
 
     names = {
@@ -259,22 +327,24 @@ def main(sizes: list[int], rounds: int) -> None:
         emulator_process("--max-file-size", str(200 * 1024 * 1024)) as emu,
         tempfile.TemporaryDirectory(dir=os.getcwd(), prefix=".bench-files-") as tmp,
     ):
-        _warm_page_cache(tmp)
         for mib in sizes:
             size = mib * 1024 * 1024
-            results: dict[str, list[dict[str, float]]] = {k: [] for k in names}
-            for r in range(rounds):
-                # Rotate who goes first, and flush dirty pages before each run: the disk's
-                # writeback of the previous file would otherwise slow the next one.
-                for key in _rotated(list(names), r):
-                    target = Path(tmp) / f"{key}.bin"
-                    _settle_disk()
-                    results[key].append(
-                        run_child(f"download:{key}", emu.url, emu.token, target, size)
-                    )
-                    target.unlink()
-            print(f"\ndownload of {mib} MiB to disk, medians of {rounds}:\n")
-            _download_table(names, results)
+            for state in states:
+                results: dict[str, list[dict[str, float]]] = {k: [] for k in names}
+                for r in range(rounds):
+                    # Rotate who goes first; each run starts from the same disk and memory.
+                    for key in _rotated(list(names), r):
+                        target = Path(tmp) / f"{key}.bin"
+                        _settle_disk()
+                        if state == "returned":
+                            _wait_returned()
+                        prefault = 2 * mib + 512 if state == "backed" else 0
+                        results[key].append(
+                            run_child(f"download:{key}", emu.url, emu.token, target, size, prefault)
+                        )
+                        target.unlink()
+                print(f"\ndownload of {mib} MiB to disk, memory {state}, medians of {rounds}:\n")
+                _download_table(names, results)
         source = Path(tmp) / "upload.bin"
         with source.open("wb") as out:
             block = os.urandom(1024 * 1024)
@@ -292,21 +362,6 @@ def main(sizes: list[int], rounds: int) -> None:
                 up[key].append(run_child(f"upload:{key}", emu.url, emu.token, source))
         print(f"\nupload of a 100 MiB file, medians of {rounds}:\n")
         _table(up_names, up, "ours")
-
-
-def _warm_page_cache(directory: str, gib: int = 4) -> None:
-    """Write and delete a few GiB once, so runs land on pages the VM has already backed.
-
-    The first write to memory never used since boot costs a fault in the hypervisor:
-    the first run of any client wrote at a third of the speed of the later ones.
-    """
-    block = b"\0" * (8 << 20)
-    path = Path(directory) / "warm.bin"
-    with path.open("wb") as out:
-        for _ in range(gib * 128):
-            out.write(block)
-    path.unlink()
-    _settle_disk()
 
 
 def _settle_disk() -> None:
@@ -329,22 +384,30 @@ def _rotated(keys: list[str], r: int) -> list[str]:
 
 def _download_table(names: dict[str, str], results: dict[str, list[dict[str, float]]]) -> None:
     print(
-        "| client | MB/s | vs plain-write floor | vs aiofiles loop | peak RSS growth (MB) "
-        "| worst loop stall (ms) |"
+        "| client | MB/s | vs plain-write floor (quartiles) | vs aiofiles loop | CPU ms / 100 MB "
+        "| fresh pages / MiB | peak RSS growth (MB) | worst loop stall (ms) |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     rates = {k: [r["bytes"] / r["seconds"] / 1e6 for r in v] for k, v in results.items()}
 
-    def ratio(key: str, floor: str) -> float:
-        # Within each round, then the median: the machine drifts between rounds.
-        return statistics.median(a / b for a, b in zip(rates[key], rates[floor], strict=True))
+    def ratio(key: str, floor: str) -> str:
+        # Within each round, then the median: the machine drifts between rounds. The
+        # quartiles show how far single runs scatter.
+        ratios = [a / b for a, b in zip(rates[key], rates[floor], strict=True)]
+        if key == floor:
+            return "100%"
+        low, mid, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        return f"{mid:.0%} ({low:.0%}-{high:.0%})"
 
     for key, label in names.items():
-        rss = statistics.median(r["rss_growth_mb"] for r in results[key])
-        stall = statistics.median(r["stall_ms"] for r in results[key])
+        runs = results[key]
+        rss = statistics.median(r["rss_growth_mb"] for r in runs)
+        stall = statistics.median(r["stall_ms"] for r in runs)
+        cpu = statistics.median(r["cpu_s"] / r["bytes"] * 1e8 * 1000 for r in runs)
+        faults = statistics.median(r["minor_faults"] / (r["bytes"] / (1 << 20)) for r in runs)
         print(
-            f"| {label} | {statistics.median(rates[key]):,.0f} | {ratio(key, 'plain'):.0%} "
-            f"| {ratio(key, 'floor'):.0%} | {rss:.1f} | {stall:.1f} |"
+            f"| {label} | {statistics.median(rates[key]):,.0f} | {ratio(key, 'plain')} "
+            f"| {ratio(key, 'floor')} | {cpu:.0f} | {faults:.1f} | {rss:.1f} | {stall:.1f} |"
         )
 
 
@@ -363,6 +426,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256,1024", help="download sizes in MiB")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--memory",
+        default="backed,returned",
+        help="the VM memory states to run downloads in (backed, returned)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -372,4 +440,7 @@ if __name__ == "__main__":
     if args.child:
         child(args)
     else:
-        main([int(s) for s in args.sizes.split(",")], args.rounds)
+        states = args.memory.split(",")
+        if not set(states) <= {"backed", "returned"}:
+            parser.error("--memory takes backed, returned or both, comma-separated")
+        main([int(s) for s in args.sizes.split(",")], args.rounds, states)
