@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import hashlib
 import os
+import ssl
 import stat
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
@@ -47,6 +50,7 @@ __all__ = [
     "StreamingBody",
     "Timeouts",
     "Transport",
+    "default_ssl_context",
     "spawn_detached",
 ]
 
@@ -362,6 +366,31 @@ def spawn_detached(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         _CURRENT_WORK.reset(token)
 
 
+def default_ssl_context() -> ssl.SSLContext:
+    """The system's trust, as ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` say now.
+
+    OpenSSL reads those variables when a context loads its default paths; aiohttp builds
+    its default context once, when it is imported, so a test that points
+    ``SSL_CERT_FILE`` at a bundle with the emulator's authority (the pytest plugin
+    does) would not be heard. Contexts are shared by what they trust: loading the
+    system's authorities costs tens of milliseconds, which a test suite making a client
+    per test should pay once.
+    """
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = os.environ.get("SSL_CERT_DIR") or None
+    digest = ""
+    if cafile is not None:
+        with contextlib.suppress(OSError):
+            digest = hashlib.sha256(Path(cafile).read_bytes()).hexdigest()
+    return _ssl_context(cafile, capath, digest)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(cafile: str | None, capath: str | None, digest: str) -> ssl.SSLContext:
+    # ``digest`` is only the cache key: a file rewritten with other authorities is reloaded.
+    return ssl.create_default_context()
+
+
 class _Connector(aiohttp.TCPConnector):
     """A TCPConnector that tells the current task's :class:`Connections` what it hands out."""
 
@@ -386,8 +415,11 @@ class Transport:
         user_agent: str,
         session: aiohttp.ClientSession | None = None,
         max_reply_size: int = MAX_REPLY_SIZE,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.max_reply_size = max_reply_size
+        # Built now, not at aiohttp's import: SSL_CERT_FILE set after that still counts.
+        self._ssl = ssl_context or default_ssl_context()
         self._max_connections = max_connections
         self.timeouts = timeouts
         self._user_agent = user_agent
@@ -424,6 +456,7 @@ class Transport:
                 limit_per_host=0,
                 keepalive_timeout=30.0,
                 ttl_dns_cache=300,
+                ssl=self._ssl,
             )
             # We read bodies ourselves; aiohttp's raise_for_status stays off.
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from ssl import SSLContext
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -99,6 +100,10 @@ class AsyncReplicate(AsyncClosing):
     Use it as ``async with AsyncReplicate() as client:`` or call ``await client.aclose()``
     when done. One client holds one connection pool; share it across tasks of one event
     loop rather than making one per request.
+
+    ``ssl`` is the TLS context for every HTTPS connection (the API, file and stream
+    hosts); by default, the system's trust as ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` say
+    when the client is made (the emulator's pytest plugin points them at its authority).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class AsyncReplicate(AsyncClosing):
         limiter: RateLimiter | None = None,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         if limiter is not None and rate_limits is not None:
             raise ValueError(
@@ -143,6 +149,7 @@ class AsyncReplicate(AsyncClosing):
             user_agent=config.user_agent,
             session=session,
             max_reply_size=max_reply_size,
+            ssl_context=ssl,
         )
         limiter = limiter or RateLimiter(
             config.rate_limits, clock=timing.monotonic, sleep=timing.sleep
