@@ -67,7 +67,18 @@ def emulator_process(*extra: str) -> Iterator[RunningEmulator]:
             os.sched_setaffinity(0, {cores[-1]})
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replicate_async.testing", "--port", "0", "--token", token, *extra],
+        # Plain HTTP, as the benchmarks' earlier tables: they measure the clients, not TLS.
+        [
+            sys.executable,
+            "-m",
+            "replicate_async.testing",
+            "--port",
+            "0",
+            "--token",
+            token,
+            "--no-tls",
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         text=True,
         preexec_fn=server_core,

@@ -98,7 +98,10 @@ async def _client(use_emulator: bool) -> AsyncIterator[AsyncReplicate]:
         return
     from replicate_async.testing import Emulator
 
-    async with Emulator() as emu, AsyncReplicate(api_token=emu.token, base_url=emu.url) as c:
+    async with (
+        Emulator() as emu,
+        AsyncReplicate(api_token=emu.token, base_url=emu.url, ssl=emu.ssl_context()) as c,
+    ):
         yield c
 
 

@@ -76,7 +76,9 @@ async def _demo(args: argparse.Namespace) -> None:
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     async with Emulator(start_delay=0.05) as emu:
         print(f"Emulator of Replicate's API running at {emu.url} (no token, no network)\n")
-        async with AsyncReplicate(api_token=emu.token, base_url=emu.url) as client:
+        async with AsyncReplicate(
+            api_token=emu.token, base_url=emu.url, ssl=emu.ssl_context()
+        ) as client:
             print("1. run(): create, wait, decode")
             output = await client.run("emulator/echo", input={"text": "hello from replicate_async"})
             print(f"   emulator/echo -> {output!r}\n")

@@ -167,9 +167,11 @@ class PredictionStream(HoldsBody):
             url = self.prediction.urls.stream if self.prediction.urls else None
             if not url:
                 raise ValueError(
-                    f"Prediction {self.prediction.id} has no stream URL: it was not created "
-                    "with stream=True (use client.stream(...), or "
-                    "predictions.create(..., stream=True))."
+                    f"Prediction {self.prediction.id} of {self.prediction.model} has no "
+                    "stream URL: its model does not stream (Replicate gives one to every "
+                    "prediction of a model whose output is an iterator or files; older "
+                    "servers only to those created with stream=True). Wait for its output "
+                    "instead: await client.predictions.wait(...)."
                 )
             # File streams (".../v1/files/...") carry one file per output event.
             self._file_stream = "/v1/files/" in url

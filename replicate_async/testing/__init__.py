@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -19,16 +20,19 @@ from aiohttp import web
 from .._aiter import AsyncClosing
 from ._api import build_api_app
 from ._builtin import builtin_models
+from ._catalog import Catalog, CollectionEntry, DeploymentEntry
 from ._delivery import build_delivery_app
 from ._http import State
 from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
 from ._limits import ServerLimits
 from ._outputs import OutputStore
+from ._schema import ConcatenateIterator, Input
 from ._state import Chaos, DeliverySettings, EmulatorConfig, Fault, Faults, Hosts, Traffic
 from ._stream import build_stream_app
+from ._tls import TrustFiles, authority_pem, server_context, write_trust_files
 from ._uploads import UploadStore
 
-__all__ = ["Emulator", "Fault", "ModelSpec", "RunContext"]
+__all__ = ["ConcatenateIterator", "Emulator", "Fault", "Input", "ModelSpec", "RunContext"]
 
 
 class Emulator(AsyncClosing):
@@ -49,6 +53,14 @@ class Emulator(AsyncClosing):
     ("Request was throttled. Expected available in 1 second."), or with
     ``low_credit=True`` the wording that states the reduced create limit. Scale the rates
     up (with the client's) to run rate tests in seconds.
+
+    ``tls``: the file and stream hosts speak HTTPS, as ``replicate.delivery`` and the
+    stream host do (``"all"``: the API too; ``False``: plain HTTP everywhere), with
+    certificates from a throwaway authority made in memory. ``ca_file`` and
+    ``ca_bundle`` are files other programs can trust it by (``NODE_EXTRA_CA_CERTS``,
+    ``SSL_CERT_FILE``), removed when the emulator stops; ``ssl_context()`` is a client
+    context that trusts it. ``username`` is the account every token belongs to: models
+    and deployments created through the API are owned by it.
 
     ``chaos`` (0 to 1) is the share of requests, on every host, that meet a random fault
     (see :class:`~replicate_async.testing._state.Chaos`; ``chaos_seed`` repeats a run;
@@ -76,7 +88,15 @@ class Emulator(AsyncClosing):
         max_file_size: int = 100 * 1024 * 1024,
         chaos: float = 0.0,
         chaos_seed: int | None = None,
+        tls: bool | str = True,
+        username: str = "emulator",
     ) -> None:
+        if tls not in (True, False, "all"):
+            raise ValueError(f"tls must be True, False or 'all', got {tls!r}")
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        self.tls = tls
+        self.trust_files: TrustFiles | None = None
         self.token = token or "r8_emulator_" + secrets.token_hex(16)
         self.host = host
         self._port = port
@@ -101,14 +121,23 @@ class Emulator(AsyncClosing):
         self._jobs = JobStore(
             start_delay=start_delay, hosts=hosts, outputs=outputs, uploads=uploads
         )
-        for spec in builtin_models():
-            self._jobs.add_model(spec)
+        self._catalog = Catalog(username=username)
+        builtins = builtin_models()
+        for spec in builtins:
+            self._catalog.add_version(spec, readme=f"# {spec.ref}\n\n{spec.description}\n")
+        self._catalog.add_collection(
+            "emulator",
+            "Emulator models",
+            "The emulator's built-in models: deterministic, fast, for tests.",
+            [spec.ref for spec in builtins],
+        )
         self._state = State(
             config=self.config,
             hosts=hosts,
             tokens={self.token},
             webhook_secret=self.webhook_secret,
             limits=ServerLimits(self.config),
+            catalog=self._catalog,
             jobs=self._jobs,
             uploads=uploads,
             outputs=outputs,
@@ -121,19 +150,27 @@ class Emulator(AsyncClosing):
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> Emulator:
-        """Start listening (the API and the delivery host, each on its own port)."""
+        """Start listening: the API, the delivery host and the stream host, each on a port."""
         if self._runners:
             return self
         hosts, state = self._state.hosts, self._state
-        hosts.api = f"http://{self.host}:{await self._serve(build_api_app(state), self._port)}/v1"
-        hosts.delivery = f"http://{self.host}:{await self._serve(build_delivery_app(state), 0)}"
-        hosts.stream = f"http://{self.host}:{await self._serve(build_stream_app(state), 0)}"
+        secure = self.tls is not False
+        if secure:
+            self.trust_files = write_trust_files()
+        api = await self._serve(build_api_app(state), self._port, secure=self.tls == "all")
+        hosts.api = f"{'https' if self.tls == 'all' else 'http'}://{self.host}:{api}/v1"
+        scheme = "https" if secure else "http"
+        delivery = await self._serve(build_delivery_app(state), 0, secure=secure)
+        hosts.delivery = f"{scheme}://{self.host}:{delivery}"
+        stream = await self._serve(build_stream_app(state), 0, secure=secure)
+        hosts.stream = f"{scheme}://{self.host}:{stream}"
         return self
 
-    async def _serve(self, app: web.Application, port: int) -> int:
+    async def _serve(self, app: web.Application, port: int, *, secure: bool = False) -> int:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, port)
+        context = server_context() if secure else None
+        site = web.TCPSite(runner, self.host, port, ssl_context=context)
         await site.start()
         self._runners.append(runner)
         return int(runner.addresses[-1][1])
@@ -145,6 +182,32 @@ class Emulator(AsyncClosing):
         for runner in runners:
             await runner.cleanup()
         self._state.uploads.close()
+        if self.trust_files is not None:
+            self.trust_files.remove()
+            self.trust_files = None
+
+    @property
+    def ca_file(self) -> str:
+        """The authority's certificate alone (PEM): for ``NODE_EXTRA_CA_CERTS``, curl."""
+        return str(self._trust().ca_file)
+
+    @property
+    def ca_bundle(self) -> str:
+        """The system's authorities and the emulator's (PEM): for ``SSL_CERT_FILE``."""
+        return str(self._trust().bundle_file)
+
+    def _trust(self) -> TrustFiles:
+        if self.trust_files is None:
+            raise RuntimeError(
+                "no certificate files: the emulator is not started, or runs with tls=False"
+            )
+        return self.trust_files
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context trusting the system's authorities and the emulator's."""
+        context = ssl.create_default_context()
+        context.load_verify_locations(cadata=authority_pem().decode())
+        return context
 
     async def __aenter__(self) -> Emulator:
         return await self.start()
@@ -180,32 +243,49 @@ class Emulator(AsyncClosing):
         ref: str,
         fn: ModelFunction,
         *,
-        inputs: dict[str, tuple[str, Any]] | None = None,
+        inputs: dict[str, Any] | None = None,
+        output: Any = Any,
         description: str | None = None,
         streams: bool = False,
         files: bool = False,
+        version: str | None = None,
+        visibility: str = "public",
+        readme: str | None = None,
     ) -> ModelSpec:
         """Serve ``fn(input, ctx)`` as model ``owner/name``; returns its spec (``.version``).
 
         ``fn`` may be sync or async; it returns the output, and may call ``ctx.log()``,
         ``ctx.emit()`` and ``ctx.file()``. Raising makes the prediction ``failed``.
-        ``inputs`` (``{"name": ("string", default_or_...)}``) turns bad input into 422.
-        ``streams=True`` accepts ``stream: true`` (others get 422, as on Replicate);
-        ``files=True`` makes its streams file streams (``.../v1/files/...``).
+        ``inputs`` declares the inputs (``{"prompt": Input(str), "n": Input(int, ge=1,
+        default=1)}``, or the older ``{"name": ("string", default_or_...)}``): bad input
+        is then a 422 worded as Replicate's, and the version's schema lists them.
+        ``output`` is the type ``fn`` returns (``str``, ``Path``, ``list[Path]``,
+        ``Iterator[str]``, ``ConcatenateIterator[str]``, a dict of name to type): it
+        becomes the schema's ``Output``, and decides whether predictions carry a stream
+        (iterators: text; files: a file stream). ``streams=True`` / ``files=True`` say the
+        same without a declared output. Registering the ref again replaces its version;
+        another ``version`` id adds one (the newest is what ``owner/name`` runs).
         """
         owner, sep, name = ref.partition("/")
         if not sep or not owner or not name or "/" in name:
             raise ValueError(f"model ref must be 'owner/name', got {ref!r}")
+        if visibility not in ("public", "private"):
+            raise ValueError(f"visibility must be 'public' or 'private', got {visibility!r}")
         spec = ModelSpec(
             owner=owner,
             name=name,
             fn=fn,
             inputs=inputs,
+            output=output,
             description=description,
             streams=streams,
             files=files,
+            version=version or "",
         )
-        return self._jobs.add_model(spec)
+        facts: dict[str, Any] = {"visibility": visibility}
+        if readme is not None:
+            facts["readme"] = readme
+        return self._catalog.add_version(spec, **facts)
 
     def model(self, ref: str, **kwargs: Any) -> Callable[[ModelFunction], ModelFunction]:
         """Decorator form of :meth:`add_model`."""
@@ -216,12 +296,38 @@ class Emulator(AsyncClosing):
 
         return register
 
-    def add_deployment(self, ref: str, model: str) -> None:
-        """Serve deployment ``owner/name`` running the (registered) ``model``."""
-        spec = self._jobs.models.get(model)
-        if spec is None:
-            raise ValueError(f"unknown model {model!r}: register it first")
-        self._jobs.deployments[ref] = spec
+    def add_deployment(
+        self,
+        ref: str,
+        model: str,
+        *,
+        hardware: str = "cpu",
+        min_instances: int = 0,
+        max_instances: int = 1,
+    ) -> DeploymentEntry:
+        """Serve deployment ``owner/name`` running the (registered) ``model``'s newest version."""
+        return self._catalog.add_deployment(
+            ref,
+            model,
+            hardware=hardware,
+            min_instances=min_instances,
+            max_instances=max_instances,
+        )
+
+    def add_collection(
+        self, slug: str, name: str, models: list[str], *, description: str = ""
+    ) -> CollectionEntry:
+        """Serve a collection of (registered) models at ``GET /collections/{slug}``."""
+        return self._catalog.add_collection(slug, name, description, models)
+
+    def add_example(self, ref: str, prediction_id: str) -> None:
+        """Show a prediction among a model's examples (the first is its default example)."""
+        entry = self._catalog.model(ref)
+        if entry is None:
+            raise ValueError(f"unknown model {ref!r}: register it first")
+        if prediction_id not in self._jobs.jobs:
+            raise ValueError(f"unknown prediction {prediction_id!r}")
+        entry.examples.append(prediction_id)
 
     def add_token(self, token: str) -> None:
         """Accept another API token (its predictions are separate, as on Replicate)."""
@@ -232,7 +338,12 @@ class Emulator(AsyncClosing):
     @property
     def models(self) -> list[str]:
         """The refs of every model it serves (``owner/name``)."""
-        return sorted(self._jobs.models)
+        return sorted(self._catalog.models)
+
+    @property
+    def catalog(self) -> Catalog:
+        """Its models, versions, deployments and collections (read-only use)."""
+        return self._catalog
 
     @property
     def requests(self) -> Counter[tuple[str, str]]:

@@ -17,13 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
+from ._catalog_api import add_catalog_routes
 from ._files import add_file_routes
 from ._http import (
     STATE,
     Handler,
     State,
     base_url,
+    invalid,
     json_reply,
+    method_not_allowed,
     not_found,
     page_of,
     problem,
@@ -34,6 +37,7 @@ from ._http import (
 )
 from ._jobs import InputError, Job, ModelSpec
 from ._limits import throttled_detail
+from ._schema import validate_body
 from ._wire import parse_time
 
 __all__ = ["build_api_app"]
@@ -47,13 +51,6 @@ CREATE_ROUTES = frozenset(
 )
 _WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
-_HARDWARE = [
-    {"sku": "cpu", "name": "CPU"},
-    {"sku": "gpu-t4", "name": "Nvidia T4 GPU"},
-    {"sku": "gpu-a40-small", "name": "Nvidia A40 GPU"},
-    {"sku": "gpu-a40-large", "name": "Nvidia A40 (Large) GPU"},
-]
 
 
 def _bucket_kind(method: str, route: str) -> str:
@@ -166,16 +163,11 @@ async def _create(
     destination: str | None = None,
 ) -> web.Response:
     state = request.app[STATE]
-    data = body.get("input", {})
+    data = body["input"]
     try:
         spec.validate(data)
     except InputError as exc:
-        return problem(
-            422,
-            f"- {exc.field}: {exc.description}\n",
-            "Input validation failed",
-            invalid_fields=[{"type": exc.kind, "field": exc.field, "description": exc.description}],
-        )
+        return invalid(exc.problems)
     stream = bool(body.get("stream", False))
     if stream and not spec.streams:
         # Word for word what the real API answers (recorded).
@@ -205,6 +197,9 @@ async def _create(
     )
     if cancel_after is not None:
         state.jobs.cancel_after(job, cancel_after)
+    entry = state.catalog.model(spec.ref)
+    if entry is not None:
+        entry.run_count += 1
     wait = _prefer_wait(request)
     if wait is not None:
         try:
@@ -222,25 +217,21 @@ def _job_json(request: web.Request, job: Job) -> dict[str, Any]:
     return data
 
 
-def _resolve_version(state: State, version: str) -> ModelSpec | None:
-    if _VERSION_ID.match(version):
-        return state.jobs.by_version.get(version)
-    ref, sep, vid = version.partition(":")
-    spec = state.jobs.models.get(ref)
-    if spec is None or (sep and vid != spec.version):
-        return None
-    return spec
+async def _create_body(request: web.Request, kind: str) -> dict[str, Any] | web.Response:
+    """The create's JSON body once its own keys pass (the first of Replicate's two checks)."""
+    body = await read_json(request)
+    if isinstance(body, web.Response):
+        return body
+    problems = validate_body(kind, body)
+    return invalid(problems) if problems else body
 
 
 async def create_prediction(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = await read_json(request)
+    body = await _create_body(request, "version")
     if isinstance(body, web.Response):
         return body
-    version = body.get("version")
-    if not isinstance(version, str):
-        return problem(422, "- version: version is required\n", "Input validation failed")
-    spec = _resolve_version(state, version)
+    spec = state.catalog.resolve(body["version"])
     if spec is None:
         return problem(
             422,
@@ -251,16 +242,16 @@ async def create_prediction(request: web.Request) -> web.Response:
     return await _create(request, spec, body)
 
 
-def _model(request: web.Request) -> ModelSpec | None:
+def _latest(request: web.Request) -> ModelSpec | None:
     ref = f"{request.match_info['owner']}/{request.match_info['name']}"
-    return request.app[STATE].jobs.models.get(ref)
+    return request.app[STATE].catalog.latest(ref)
 
 
 async def create_model_prediction(request: web.Request) -> web.Response:
-    spec = _model(request)
+    spec = _latest(request)
     if spec is None:
         return not_found()
-    body = await read_json(request)
+    body = await _create_body(request, "model")
     if isinstance(body, web.Response):
         return body
     return await _create(request, spec, body)
@@ -268,10 +259,10 @@ async def create_model_prediction(request: web.Request) -> web.Response:
 
 async def create_deployment_prediction(request: web.Request) -> web.Response:
     ref = f"{request.match_info['owner']}/{request.match_info['name']}"
-    spec = request.app[STATE].jobs.deployments.get(ref)
+    spec = request.app[STATE].catalog.deployment_spec(ref)
     if spec is None:
         return not_found()
-    body = await read_json(request)
+    body = await _create_body(request, "model")
     if isinstance(body, web.Response):
         return body
     return await _create(request, spec, body, deployment=ref)
@@ -319,6 +310,12 @@ def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
             before = _query_time(request, "created_before")
         except ValueError as exc:
             return problem(400, str(exc), "Bad Request")
+        source = request.query.get("source")
+        if source is not None and (kind != "prediction" or source != "web"):
+            # Only predictions take it, and only "web" (the documented enum).
+            return problem(
+                400, f'source must be one of the following: "web" (got {source!r})', "Bad Request"
+            )
 
         def newest_first() -> Iterator[Job]:
             # Jobs are kept in creation order: walk back from the newest, and stop at the
@@ -330,6 +327,8 @@ def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
                     job.kind == kind
                     and job.token == token
                     and (before is None or job.created_at < before)
+                    # Every prediction made here came through the API, none from the web.
+                    and source is None
                 ):
                     yield job
 
@@ -342,144 +341,37 @@ get_prediction, cancel_prediction, list_predictions = _job_handlers("prediction"
 get_training, cancel_training, list_trainings = _job_handlers("training")
 
 
-# -- models, versions, trainings, deployments, the rest ---------------------------------
-
-
-def _version_json(spec: ModelSpec) -> dict[str, Any]:
-    return {
-        "id": spec.version,
-        "created_at": "2024-01-01T00:00:00.000000Z",
-        "cog_version": "0.9.0",
-        "openapi_schema": spec.openapi_schema(),
-    }
-
-
-def _model_json(spec: ModelSpec) -> dict[str, Any]:
-    return {
-        "url": f"https://replicate.com/{spec.ref}",
-        "owner": spec.owner,
-        "name": spec.name,
-        "description": spec.description,
-        "visibility": "public",
-        "github_url": None,
-        "paper_url": None,
-        "license_url": None,
-        "run_count": 0,
-        "cover_image_url": None,
-        "default_example": None,
-        "latest_version": _version_json(spec),
-    }
-
-
-def _sorted_models(state: State) -> list[ModelSpec]:
-    return sorted(state.jobs.models.values(), key=lambda s: s.ref)
-
-
-async def get_model(request: web.Request) -> web.Response:
-    spec = _model(request)
-    return not_found() if spec is None else json_reply(_model_json(spec))
-
-
-async def list_models(request: web.Request) -> web.Response:
-    models = _sorted_models(request.app[STATE])
-    index = {id(m): i for i, m in enumerate(models)}
-    return page_of(request, models, lambda m: -index[id(m)], _model_json)
-
-
-async def search_models(request: web.Request) -> web.Response:
-    query = (await request.text()).strip().lower()
-    models = [
-        m
-        for m in _sorted_models(request.app[STATE])
-        if query in m.ref.lower() or query in (m.description or "").lower()
-    ]
-    index = {id(m): i for i, m in enumerate(models)}
-    return page_of(request, models, lambda m: -index[id(m)], _model_json)
-
-
-async def models_collection(request: web.Request) -> web.Response:
-    method = request_method(request)
-    if method == "GET":
-        return await list_models(request)
-    if method == "QUERY":
-        return await search_models(request)
-    return problem(405, "Method Not Allowed", "Method Not Allowed")
-
-
-async def list_versions(request: web.Request) -> web.Response:
-    spec = _model(request)
-    if spec is None:
-        return not_found()
-    return json_reply({"next": None, "previous": None, "results": [_version_json(spec)]})
-
-
-async def get_version(request: web.Request) -> web.Response:
-    spec = _model(request)
-    if spec is None or request.match_info["version"] != spec.version:
-        return not_found()
-    return json_reply(_version_json(spec))
+# -- trainings, webhooks, the rest ---------------------------------------------------------
 
 
 async def create_training(request: web.Request) -> web.Response:
-    spec = _model(request)
-    if spec is None or request.match_info["version"] != spec.version:
+    state = request.app[STATE]
+    ref = f"{request.match_info['owner']}/{request.match_info['name']}"
+    spec = state.catalog.resolve(f"{ref}:{request.match_info['version']}")
+    if spec is None:
         return not_found()
-    body = await read_json(request)
+    body = await _create_body(request, "training")
     if isinstance(body, web.Response):
         return body
-    destination = body.get("destination")
-    if not isinstance(destination, str) or destination.count("/") != 1:
+    destination = body["destination"]
+    if destination.count("/") != 1:
         return problem(404, "The specified training destination does not exist")
     return await _create(request, spec, body, kind="training", destination=destination)
-
-
-def _deployment_json(ref: str, spec: ModelSpec) -> dict[str, Any]:
-    owner, name = ref.split("/")
-    return {
-        "owner": owner,
-        "name": name,
-        "current_release": {
-            "number": 1,
-            "model": spec.ref,
-            "version": spec.version,
-            "created_at": "2024-01-01T00:00:00.000000Z",
-            "created_by": {"type": "organization", "username": owner, "name": owner},
-            "configuration": {"hardware": "cpu", "min_instances": 0, "max_instances": 1},
-        },
-    }
-
-
-async def get_deployment(request: web.Request) -> web.Response:
-    ref = f"{request.match_info['owner']}/{request.match_info['name']}"
-    spec = request.app[STATE].jobs.deployments.get(ref)
-    return not_found() if spec is None else json_reply(_deployment_json(ref, spec))
-
-
-async def list_deployments(request: web.Request) -> web.Response:
-    items = sorted(request.app[STATE].jobs.deployments.items())
-    index = {ref: i for i, (ref, _) in enumerate(items)}
-    return page_of(request, items, lambda it: -index[it[0]], lambda it: _deployment_json(*it))
-
-
-async def list_hardware(request: web.Request) -> web.Response:
-    return json_reply(_HARDWARE)
-
-
-async def get_account(request: web.Request) -> web.Response:
-    return json_reply(
-        {"type": "user", "username": "emulator", "name": "Emulator", "github_url": None}
-    )
 
 
 async def webhook_secret(request: web.Request) -> web.Response:
     return json_reply({"key": request.app[STATE].webhook_secret})
 
 
-async def list_collections(request: web.Request) -> web.Response:
-    return json_reply({"next": None, "previous": None, "results": []})
-
-
 async def fallback(request: web.Request) -> web.Response:
+    """No route: 405 if the path exists under another method, else 404."""
+    method = request_method(request)
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        match, allowed = await resource.resolve(request)
+        if match is None and allowed:
+            return method_not_allowed(method)
     return not_found()
 
 
@@ -530,22 +422,14 @@ def build_api_app(state: State) -> web.Application:
     r.add_get(f"{v}/predictions", list_predictions)
     r.add_get(f"{v}/predictions/{{id}}", get_prediction)
     r.add_post(f"{v}/predictions/{{id}}/cancel", cancel_prediction)
-    r.add_route("*", f"{v}/models", models_collection)
-    r.add_get(f"{v}/models/{{owner}}/{{name}}", get_model)
     r.add_post(f"{v}/models/{{owner}}/{{name}}/predictions", create_model_prediction)
-    r.add_get(f"{v}/models/{{owner}}/{{name}}/versions", list_versions)
-    r.add_get(f"{v}/models/{{owner}}/{{name}}/versions/{{version}}", get_version)
     r.add_post(f"{v}/models/{{owner}}/{{name}}/versions/{{version}}/trainings", create_training)
     r.add_get(f"{v}/trainings", list_trainings)
     r.add_get(f"{v}/trainings/{{id}}", get_training)
     r.add_post(f"{v}/trainings/{{id}}/cancel", cancel_training)
-    r.add_get(f"{v}/deployments", list_deployments)
-    r.add_get(f"{v}/deployments/{{owner}}/{{name}}", get_deployment)
     r.add_post(f"{v}/deployments/{{owner}}/{{name}}/predictions", create_deployment_prediction)
-    r.add_get(f"{v}/hardware", list_hardware)
-    r.add_get(f"{v}/account", get_account)
     r.add_get(f"{v}/webhooks/default/secret", webhook_secret)
-    r.add_get(f"{v}/collections", list_collections)
+    add_catalog_routes(app)
     add_file_routes(app)
     r.add_get("/_emulator/stats", stats)
     r.add_get("/_emulator/predictions", all_predictions)

@@ -5,9 +5,11 @@ Users' test suites rely on these names and inputs; change them only compatibly.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ._jobs import ModelSpec, RunContext
+from ._schema import ConcatenateIterator, Input
 
 __all__ = ["builtin_models"]
 
@@ -80,43 +82,51 @@ def builtin_models() -> list[ModelSpec]:
             owner="emulator",
             name="echo",
             fn=_echo,
-            inputs={"text": ("string", ...)},
+            inputs={"text": Input(str, description="The text to return.")},
+            output=str,
             description="Returns its text input.",
         ),
         ModelSpec(
             owner="emulator",
             name="sleep",
             fn=_sleep,
-            inputs={"seconds": ("number", 1.0)},
+            inputs={"seconds": Input(float, default=1.0, ge=0, description="How long to sleep.")},
             description="Sleeps for `seconds`, then returns null.",
         ),
         ModelSpec(
             owner="emulator",
             name="fail",
             fn=_fail,
-            inputs={"message": ("string", None)},
+            inputs={"message": Input(str, default=None, description="The error to fail with.")},
             description="Always fails, with an error and logs.",
         ),
         ModelSpec(
             owner="emulator",
             name="images",
             fn=_images,
-            inputs={"num_outputs": ("integer", 1), "size_bytes": ("integer", 1024)},
+            inputs={
+                "num_outputs": Input(int, default=1, ge=0, description="How many files."),
+                "size_bytes": Input(int, default=1024, ge=0, description="Bytes in each file."),
+            },
+            output=list[Path],
             description="Returns `num_outputs` file URLs of `size_bytes` deterministic bytes.",
-            files=True,
         ),
         ModelSpec(
             owner="emulator",
             name="stream",
             fn=_stream,
-            inputs={"tokens": ("integer", 10), "delay": ("number", 0.0)},
+            inputs={
+                "tokens": Input(int, default=10, ge=0, description="How many text chunks."),
+                "delay": Input(float, default=0.0, ge=0, description="Seconds between chunks."),
+            },
+            output=ConcatenateIterator[str],
             description="Produces `tokens` text chunks (an iterator of strings).",
-            streams=True,
         ),
         ModelSpec(
             owner="emulator",
             name="checksum",
             fn=_checksum,
+            output=dict,
             description="Reports the size and sha256 of each file input, by its path.",
         ),
     ]

@@ -17,9 +17,11 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from ._catalog import Catalog
 from ._jobs import JobStore
 from ._limits import ServerLimits
 from ._outputs import OutputStore
+from ._schema import InputProblem
 from ._state import DeliverySettings, EmulatorConfig, Fault, Faults, Hosts, Traffic
 from ._uploads import UploadStore
 
@@ -28,7 +30,9 @@ __all__ = [
     "Handler",
     "State",
     "base_url",
+    "invalid",
     "json_reply",
+    "method_not_allowed",
     "not_found",
     "page_of",
     "problem",
@@ -55,6 +59,7 @@ class State:
     tokens: set[str]
     webhook_secret: str
     limits: ServerLimits
+    catalog: Catalog
     jobs: JobStore
     uploads: UploadStore
     outputs: OutputStore
@@ -90,8 +95,31 @@ def problem(status: int, detail: str, title: str | None = None, **extra: Any) ->
 
 
 def not_found() -> web.Response:
-    """The API's 404."""
-    return problem(404, "Not found.")
+    """The API's 404 (its wording since 2025; "Not found." before)."""
+    return problem(404, "The requested resource could not be found.")
+
+
+def method_not_allowed(method: str) -> web.Response:
+    """The API's 405, in Django REST framework's words."""
+    return problem(405, f'Method "{method}" not allowed.')
+
+
+def invalid(problems: list[InputProblem]) -> web.Response:
+    """A 422 "Input validation failed", every problem listed, keys in the real order."""
+    lines = "".join(
+        f"- {p.field}: {p.description}\n" if p.field else f"- {p.description}\n" for p in problems
+    )
+    body = {
+        "detail": lines,
+        "status": 422,
+        "title": "Input validation failed",
+        "invalid_fields": [
+            {"type": p.kind, "field": p.field, "description": p.description} for p in problems
+        ],
+    }
+    return web.Response(
+        body=json.dumps(body).encode(), status=422, headers={"Content-Type": PROBLEM}
+    )
 
 
 def route_of(request: web.Request) -> str:
@@ -150,6 +178,8 @@ def page_of(
     items: Iterable[Any],
     key: Callable[[Any], int],
     render: Callable[[Any], Any],
+    *,
+    page_size: int | None = None,
 ) -> web.Response:
     """One page of ``items`` (in ``key`` order, descending), with an absolute ``next``.
 
@@ -163,7 +193,7 @@ def page_of(
         after = _decode_cursor(cursor)
         if after is None:
             return problem(400, "Invalid cursor.", "Bad Request")
-    size = state.config.page_size
+    size = page_size if page_size is not None else state.config.page_size
     page: list[Any] = []
     more = False
     for item in items:

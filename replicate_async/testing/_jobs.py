@@ -22,9 +22,10 @@ from typing import Any
 import attrs
 
 from ._outputs import OutputStore
+from ._schema import Input, InputProblem, cog_schema, declared_inputs, output_kind, validate_input
 from ._state import Hosts
 from ._uploads import UploadStore, file_digest
-from ._wire import decode_data_uri, format_time, new_id
+from ._wire import decode_data_uri, format_time, jsonb_order, new_id
 
 __all__ = ["InputError", "Job", "JobStore", "ModelFunction", "ModelSpec", "RunContext"]
 
@@ -33,13 +34,11 @@ ModelFunction = Callable[[dict[str, Any], "RunContext"], Any]
 
 
 class InputError(Exception):
-    """An input that does not validate: the create is answered with 422."""
+    """Inputs that do not validate: the create is answered with 422, listing every problem."""
 
-    def __init__(self, field: str, description: str, kind: str = "type") -> None:
-        super().__init__(f"{field}: {description}")
-        self.field = field
-        self.description = description
-        self.kind = kind
+    def __init__(self, problems: list[InputProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.description}" for p in problems))
+        self.problems = problems
 
 
 def _now() -> datetime:
@@ -56,36 +55,37 @@ def version_id_for(ref: str) -> str:
     return hashlib.sha256(f"replicate-async-emulator:{ref}".encode()).hexdigest()
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
-
-
 @attrs.define(kw_only=True)
 class ModelSpec:
-    """A model the emulator serves: its function and the inputs it accepts.
+    """A runnable version of a model: its function, declared inputs and output.
 
-    ``inputs`` maps each input name to ``(type, default)``, type one of ``string``,
-    ``integer``, ``number``, ``boolean``, ``any``; a default of ``...`` makes it
-    required. ``None`` accepts any input unchecked.
+    ``inputs`` maps each input name to an :class:`~._schema.Input` (or the older
+    ``(json_type, default)`` pair; a default of ``...`` makes it required); ``None``
+    accepts any input unchecked. ``output`` is the type the function returns (``str``,
+    ``Path``, ``list[Path]``, ``Iterator[str]``, ``ConcatenateIterator[str]``, a dict of
+    name to type, or ``Any``). Both become the version's Cog schema. A model can stream
+    when its output is an iterator (a text stream) or holds files (a file stream);
+    ``streams`` and ``files`` say so for a model that declares no output.
     """
 
     owner: str
     name: str
     fn: ModelFunction
-    inputs: dict[str, tuple[str, Any]] | None = None
+    inputs: dict[str, Input] | None = attrs.field(default=None, converter=declared_inputs)
+    output: Any = Any
     description: str | None = None
     streams: bool = False
-    #: its outputs are files: a stream of it is a file stream (".../v1/files/...")
     files: bool = False
     version: str = ""
+    created_at: datetime = attrs.field(factory=_now)
+    cog_version: str = "0.16.9"
 
     def __attrs_post_init__(self) -> None:
         if not self.version:
             self.version = version_id_for(self.ref)
+        kind = output_kind(self.output)  # also checks the declaration early
+        self.streams = self.streams or kind.iterator or kind.files
+        self.files = self.files or kind.files
 
     @property
     def ref(self) -> str:
@@ -93,48 +93,16 @@ class ModelSpec:
         return f"{self.owner}/{self.name}"
 
     def validate(self, data: Any) -> dict[str, Any]:
-        """Check ``data`` against ``inputs``, fill defaults; raise InputError if bad."""
-        if not isinstance(data, dict):
-            raise InputError("input", "Invalid type. Expected: object", "type")
-        if self.inputs is None:
-            return dict(data)
-        result = dict(data)
-        for key, (kind, default) in self.inputs.items():
-            if key not in data:
-                if default is ...:
-                    raise InputError("input", f"{key} is required", "required")
-                result[key] = default
-                continue
-            value = data[key]
-            allowed = _TYPES.get(kind)
-            bad_bool = isinstance(value, bool) and kind != "boolean"
-            if allowed is not None and (bad_bool or not isinstance(value, allowed)):
-                raise InputError(
-                    f"input.{key}",
-                    f"Invalid type. Expected: {kind}, given: {type(value).__name__}",
-                )
+        """``data`` with defaults filled; raise :class:`InputError` listing every problem."""
+        result, problems = validate_input(self.inputs, data)
+        if problems:
+            raise InputError(problems)
         return result
 
     def openapi_schema(self) -> dict[str, Any]:
-        """A minimal Cog-style schema for ``GET .../versions/{id}``."""
-        props: dict[str, Any] = {}
-        required = []
-        for key, (kind, default) in (self.inputs or {}).items():
-            prop: dict[str, Any] = {"title": key.title(), "x-order": len(props)}
-            if kind != "any":
-                prop["type"] = kind
-            if default is ...:
-                required.append(key)
-            elif default is not None:
-                prop["default"] = default
-            props[key] = prop
-        return {
-            "openapi": "3.0.2",
-            "info": {"title": "Cog", "version": "0.1.0"},
-            "components": {
-                "schemas": {"Input": {"type": "object", "properties": props, "required": required}}
-            },
-        }
+        """The Cog schema of this version (``GET .../versions/{id}``)."""
+        schema: dict[str, Any] = jsonb_order(cog_schema(self.ref, self.inputs, self.output))
+        return schema
 
 
 class RunContext:
@@ -238,8 +206,8 @@ class Job:
         return self.status in ("succeeded", "failed", "canceled", "aborted")
 
     def add_event(self, event: str, data: str) -> None:
-        """Record an SSE event for stream connections (streaming predictions only)."""
-        if not self.stream:
+        """Record an SSE event for stream connections (predictions that can stream)."""
+        if self.stream_url is None:
             return
         # Replicate's ids look like "1690212292:0": a timestamp and a sequence number.
         event_id = f"{int(self.created_at.timestamp())}:{len(self.events)}"
@@ -248,34 +216,50 @@ class Job:
         changed.set()
 
     def to_json(self, base_url: str, web_url: str) -> dict[str, Any]:
-        """The job as the API returns it."""
+        """The job as the API returns it, keys present or absent as in real replies.
+
+        A starting prediction has no ``output``, ``started_at`` or ``completed_at`` keys
+        (recorded replies leave them out rather than send null); ``output`` appears with
+        the first output (a held create may return it partial) and at the end;
+        ``metrics`` once the job has ended; ``urls.stream`` whenever the model can stream,
+        whether or not the create asked (``"stream": true`` is deprecated and echoed).
+        """
         # Trainings' urls point at /predictions/... on the real API too (a known quirk).
         api = f"{base_url}/predictions/{self.id}"
-        urls: dict[str, Any] = {
-            "cancel": f"{api}/cancel",
-            "get": api,
-            "web": f"{web_url}/p/{self.id}",
-        }
+        urls: dict[str, Any] = {"cancel": f"{api}/cancel", "get": api}
         if self.stream_url is not None:
             urls["stream"] = self.stream_url
+        urls["web"] = f"{web_url}/p/{self.id}"
         data: dict[str, Any] = {
             "id": self.id,
             "model": self.model.ref,
             "version": self.model.version,
             "input": self.input,
             "logs": self.logs,
-            "output": self.output,
-            "data_removed": False,
-            "error": self.error,
-            "status": self.status,
-            "created_at": timestamp(self.created_at),
-            "started_at": timestamp(self.started_at),
-            "completed_at": timestamp(self.completed_at),
-            "urls": urls,
-            "source": "api",
         }
-        if self.predict_time is not None:
-            data["metrics"] = {"predict_time": self.predict_time}
+        if self.output is not None or self.terminal:
+            data["output"] = self.output
+        data["data_removed"] = False
+        data["error"] = self.error
+        data["status"] = self.status
+        data["created_at"] = timestamp(self.created_at)
+        if self.started_at is not None:
+            data["started_at"] = timestamp(self.started_at)
+        if self.completed_at is not None:
+            data["completed_at"] = timestamp(self.completed_at)
+        if self.stream:
+            data["stream"] = True
+        data["urls"] = urls
+        if self.terminal:
+            metrics: dict[str, Any] = {}
+            if self.predict_time is not None:
+                metrics["predict_time"] = self.predict_time
+            if self.completed_at is not None:
+                metrics["total_time"] = round(
+                    (self.completed_at - self.created_at).total_seconds(), 6
+                )
+            data["metrics"] = metrics
+        data["source"] = "api"
         if self.deadline is not None:
             data["deadline"] = timestamp(self.deadline)
         if self.deployment is not None:
@@ -298,9 +282,6 @@ class JobStore:
         self, *, start_delay: float, hosts: Hosts, outputs: OutputStore, uploads: UploadStore
     ) -> None:
         self.start_delay = start_delay
-        self.models: dict[str, ModelSpec] = {}
-        self.by_version: dict[str, ModelSpec] = {}
-        self.deployments: dict[str, ModelSpec] = {}
         self.jobs: dict[str, Job] = {}
         self.streams: dict[str, Job] = {}
         self.outputs = outputs
@@ -308,18 +289,13 @@ class JobStore:
         self._hosts = hosts
         self._seq = 0
 
-    def add_model(self, spec: ModelSpec) -> ModelSpec:
-        """Register (or replace) a model."""
-        self.models[spec.ref] = spec
-        self.by_version[spec.version] = spec
-        return spec
-
     def new_job(self, **kwargs: Any) -> Job:
         """Create a job and start its lifecycle."""
         self._seq += 1
         job = Job(id=new_id(), seq=self._seq, **kwargs)
         self.jobs[job.id] = job
-        if job.stream:
+        if job.model.streams:
+            # Every prediction of a model that can stream has a stream, asked for or not.
             key = secrets.token_urlsafe(16)
             kind = "files" if job.model.files else "streams"
             job.stream_url = f"{self._hosts.stream_url}/v1/{kind}/{key}"
@@ -341,7 +317,7 @@ class JobStore:
                 result = await result
             job.predict_time = round(time.perf_counter() - began, 6)
             if result is not None or job.output is None:
-                if job.stream and not any(kind == "output" for _, kind, _ in job.events):
+                if job.stream_url and not any(kind == "output" for _, kind, _ in job.events):
                     # A model that returned its output whole still streams it.
                     for item in result if isinstance(result, list) else [result]:
                         ctx.emit(item)

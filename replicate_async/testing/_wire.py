@@ -11,11 +11,13 @@ import base64
 import binascii
 import secrets
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
     "decode_data_uri",
     "format_time",
+    "jsonb_order",
     "new_id",
     "parse_time",
     "sse_frame",
@@ -28,6 +30,23 @@ _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 def new_id() -> str:
     """A fresh prediction/training id, shaped like Replicate's."""
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(26))
+
+
+def jsonb_order(value: Any) -> Any:
+    """``value`` with every object's keys as Postgres ``jsonb`` keeps them: shorter first.
+
+    Replicate stores model schemas as ``jsonb`` and serves them in that order (the
+    recorded versions show ``type, title, format, default, ...``); keys of one length
+    follow byte order.
+    """
+    if isinstance(value, dict):
+        return {
+            key: jsonb_order(value[key])
+            for key in sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        }
+    if isinstance(value, list):
+        return [jsonb_order(item) for item in value]
+    return value
 
 
 def format_time(value: datetime) -> str:

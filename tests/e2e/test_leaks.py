@@ -37,7 +37,17 @@ MEMORY_SLACK = 2 * 1024 * 1024
 def emulator_process() -> Iterator[str]:
     """``python -m replicate_async.testing`` on a free port; its base URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "replicate_async.testing", "--port", "0", "--token", TOKEN],
+        # Plain HTTP: this test counts connections and memory, not TLS.
+        [
+            sys.executable,
+            "-m",
+            "replicate_async.testing",
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+            "--no-tls",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -104,7 +104,7 @@ async def test_file_outputs_read_iterate_save(
 
 async def test_use_file_output_false_returns_strings(client: AsyncReplicate) -> None:
     urls = await client.run("emulator/images", input={"num_outputs": 1}, use_file_output=False)
-    assert isinstance(urls[0], str) and urls[0].startswith("http://127.0.0.1:")
+    assert isinstance(urls[0], str) and urls[0].startswith("https://127.0.0.1:")
 
 
 async def test_nested_outputs_and_data_uris_become_file_outputs(

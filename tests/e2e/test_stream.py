@@ -111,11 +111,21 @@ async def test_stream_an_existing_prediction(client: AsyncReplicate) -> None:
     assert [str(e) async for e in client.predictions.stream(p.id)] == TOKENS[:4]
 
 
-async def test_a_prediction_created_without_stream_says_how_to_fix_it(
+async def test_a_prediction_of_a_model_that_can_stream_streams_without_asking(
     client: AsyncReplicate,
 ) -> None:
-    p = await client.predictions.create(model="emulator/stream", input={"tokens": 1})
-    with pytest.raises(ValueError, match="stream=True"):
+    # Replicate deprecated "stream": true: every prediction of such a model has a stream.
+    p = await client.predictions.create(model="emulator/stream", input={"tokens": 2})
+    assert p.urls is not None
+    assert p.urls.stream
+    assert [str(e) async for e in client.predictions.stream(p.id)] == TOKENS[:2]
+
+
+async def test_a_prediction_that_cannot_stream_says_what_to_do_instead(
+    client: AsyncReplicate,
+) -> None:
+    p = await client.predictions.create(model="emulator/echo", input={"text": "hi"})
+    with pytest.raises(ValueError, match=r"does not stream.*predictions\.wait"):
         async for _ in client.predictions.stream(p.id):
             pass
 
