@@ -21,6 +21,8 @@ from . import Emulator
 
 __all__ = ["main"]
 
+_TLS: dict[str, bool | str] = {"on": True, "off": False, "all": "all"}
+
 
 def _load_models(emu: Emulator, path: str) -> None:
     """Run ``path`` (a Python file) and call its ``register(emulator)``."""
@@ -84,7 +86,7 @@ async def _serve(args: argparse.Namespace) -> None:
         max_file_size=args.max_file_size,
         chaos=args.chaos,
         chaos_seed=args.chaos_seed,
-        tls={"on": True, "off": False, "all": "all"}[args.tls],
+        tls=_TLS[args.tls],
         username=args.username,
     ) as emu:
         for path in args.models:
