@@ -45,7 +45,7 @@ from .resources import (
     Webhooks,
 )
 from .streaming import PredictionStream, StreamPolicy
-from .types import Prediction
+from .types import Prediction, SearchResults
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -163,7 +163,7 @@ class AsyncReplicate(AsyncClosing):
         self.predictions = Predictions(core, creator, poller, janitor)
         self.models = Models(self._session, creator)
         self.deployments = Deployments(self._session, creator)
-        self.trainings = Trainings(self._session, creator)
+        self.trainings = Trainings(self._session, creator, poller, janitor)
         self.hardware = Hardware(self._session)
         self.account = Account(self._session)
         self.webhooks = Webhooks(self._session)
@@ -210,6 +210,20 @@ class AsyncReplicate(AsyncClosing):
         return await self._session.request_json(method, path, cls, **kwargs)
 
     # -- the main jobs -------------------------------------------------------------------
+
+    async def search(self, query: str, *, limit: int = 20) -> SearchResults:
+        """Search Replicate (``GET /search``): models, best first, with collections and pages.
+
+        ``limit`` (1-50) caps the models. ``client.models.search()`` is the older search, a
+        plain paged list of models.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("search needs a non-empty query string")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:
+            raise ValueError(f"limit must be a whole number from 1 to 50, got {limit!r}")
+        return await self._session.request_json(
+            "GET", "/search", SearchResults, params={"query": query, "limit": limit}
+        )
 
     async def run(
         self,

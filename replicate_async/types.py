@@ -25,6 +25,11 @@ __all__ = [
     "Prediction",
     "PredictionUrls",
     "Problem",
+    "SearchCollection",
+    "SearchMetadata",
+    "SearchModel",
+    "SearchPage",
+    "SearchResults",
     "Status",
     "Training",
     "Version",
@@ -153,6 +158,51 @@ class Collection:
     description: str | None = None
     full_description: str | None = None
     models: list[Model] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SearchMetadata:
+    """What the search knows of a model beyond its page: a summary, a score, tags."""
+
+    generated_description: str | None = None
+    score: float | None = None
+    tags: list[str] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SearchModel:
+    """One model found by ``client.search()``."""
+
+    model: Model
+    metadata: SearchMetadata | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SearchCollection:
+    """A collection found by ``client.search()``; ``models`` are ``owner/name`` refs."""
+
+    slug: str
+    name: str | None = None
+    description: str | None = None
+    models: list[str] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SearchPage:
+    """A page of Replicate's site (a guide, a doc) found by ``client.search()``."""
+
+    name: str
+    href: str
+
+
+@attrs.frozen(kw_only=True)
+class SearchResults:
+    """What ``GET /search`` found: models (best first), collections and pages."""
+
+    query: str
+    models: list[SearchModel] = attrs.field(factory=list)
+    collections: list[SearchCollection] = attrs.field(factory=list)
+    pages: list[SearchPage] = attrs.field(factory=list)
 
 
 @attrs.frozen(kw_only=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from .._create import Creator
 from .._session import Session
 
-__all__ = ["CreatingResource", "Resource"]
+__all__ = ["CreatingResource", "Resource", "choice", "optional_strings"]
 
 
 class Resource:
@@ -25,3 +28,28 @@ class CreatingResource(Resource):
     def __init__(self, session: Session, creator: Creator) -> None:
         super().__init__(session)
         self._creator = creator
+
+
+def choice(name: str, value: Any, allowed: Iterable[str], *, required: bool = False) -> Any:
+    """``value`` if it is one of ``allowed`` (or None, unless required); else a ValueError.
+
+    Refused here, before a request: the server's 400 would say less, and cost a request.
+    """
+    options = tuple(allowed)
+    if value is None and not required:
+        return None
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+def optional_strings(**fields: Any) -> dict[str, str]:
+    """The fields that were given (not None), each checked to be a string."""
+    body: dict[str, str] = {}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"{key} must be a string, got {type(value).__name__}")
+        body[key] = value
+    return body

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-from ..files import FileInput, as_file_input, upload_file
+from ..files import FileInput, FileOutput, as_file_input, upload_file
 from ..pagination import AsyncPager, list_pages
 from ..types import File
 from ._base import Resource
@@ -67,3 +67,56 @@ class Files(Resource):
     async def delete(self, file_id: str) -> None:
         """Delete a file now rather than when it expires."""
         await self._session.request("DELETE", f"/files/{quote(file_id)}")
+
+    def download(
+        self,
+        file: str,
+        *,
+        owner: str | None = None,
+        expiry: int | None = None,
+        signature: str | None = None,
+    ) -> FileOutput:
+        """A signed download of a file (``GET /files/{id}/download``), to read or save.
+
+        ``file`` is the signed URL whole (``.../files/{id}/download?owner=...&expiry=...
+        &signature=...``), or the file's id with ``owner``, ``expiry`` and
+        ``signature``. The signature grants the access: the download carries no token.
+        Nothing is sent until the handle is read (``await handle.save(path)``).
+        """
+        if not isinstance(file, str) or not file.strip():
+            raise ValueError("files.download needs a signed URL or a file id")
+        if file.startswith(("http://", "https://")):
+            parts = urlsplit(file)
+            query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+            path = parts.path.rstrip("/")
+            if not self._session.on_api_origin(file) or not path.endswith("/download"):
+                raise ValueError(
+                    f"not a signed download URL of this API ({self._session.config.base_url}"
+                    f"/files/<id>/download?...): {file!r}"
+                )
+            file_id = path.rsplit("/", 2)[-2]
+            owner = owner or query.get("owner")
+            signature = signature or query.get("signature")
+            expiry = expiry if expiry is not None else _int(query.get("expiry"))
+        else:
+            file_id = file
+        missing = [
+            name
+            for name, value in (("owner", owner), ("expiry", expiry), ("signature", signature))
+            if value in (None, "")
+        ]
+        if missing:
+            raise ValueError(
+                f"files.download needs {', '.join(missing)}: pass the signed URL whole, or "
+                "the id with owner=, expiry= and signature="
+            )
+        params = urlencode({"owner": owner, "expiry": expiry, "signature": signature})
+        url = f"{self._session.config.base_url}/files/{quote(file_id)}/download?{params}"
+        return FileOutput(url, self._session)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        raise ValueError(f"a signed download's expiry is a Unix time, got {value!r}") from None

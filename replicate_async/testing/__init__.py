@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import secrets
 import ssl
+import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -328,6 +330,18 @@ class Emulator(AsyncClosing):
         if prediction_id not in self._jobs.jobs:
             raise ValueError(f"unknown prediction {prediction_id!r}")
         entry.examples.append(prediction_id)
+
+    def signed_download_url(
+        self, file_id: str, *, owner: str | None = None, ttl: int = 3600
+    ) -> str:
+        """A signed ``.../files/{id}/download`` URL for an upload, valid ``ttl`` seconds."""
+        if file_id not in self._state.uploads.files:
+            raise ValueError(f"unknown file {file_id!r}")
+        who = owner or self._catalog.username
+        expiry = int(time.time()) + ttl
+        signature = self._state.uploads.signature(who, file_id, expiry)
+        query = urllib.parse.urlencode({"owner": who, "expiry": expiry, "signature": signature})
+        return f"{self.url}/files/{file_id}/download?{query}"
 
     def add_token(self, token: str) -> None:
         """Accept another API token (its predictions are separate, as on Replicate)."""

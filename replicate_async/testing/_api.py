@@ -95,6 +95,8 @@ async def _serve(
             return web.Response(
                 body=fault.body, status=fault.status, headers={"Content-Type": fault.content_type}
             )
+    if route == "/files/{file_id}/download":
+        return await handler(request)  # signed: the signature is the credential, no token
     auth = request.headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() not in ("bearer", "token") or token.strip() not in state.tokens:
@@ -206,15 +208,18 @@ async def _create(
             await asyncio.wait_for(asyncio.shield(job.done.wait()), wait)
         except asyncio.TimeoutError:
             pass
-    payload = _job_json(request, job)
+    payload = job.to_json(base_url(request), _WEB, held=wait is not None)
     return json_reply(payload, 201, {"Location": payload["urls"]["get"]})
 
 
-def _job_json(request: web.Request, job: Job) -> dict[str, Any]:
-    data = job.to_json(base_url(request), "https://replicate.com")
-    if job.kind == "training" and job.destination is not None:
-        data["destination"] = job.destination
-    return data
+_WEB = "https://replicate.com"
+
+
+def _job_json(request: web.Request, job: Job, *, legacy: bool = False) -> dict[str, Any]:
+    # Trainings, and cancel replies, still come in the older serializer's shape (recorded).
+    if legacy or job.kind == "training":
+        return job.to_legacy_json(base_url(request), _WEB)
+    return job.to_json(base_url(request), _WEB)
 
 
 async def _create_body(request: web.Request, kind: str) -> dict[str, Any] | web.Response:
@@ -301,7 +306,7 @@ def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
         if job is None:
             return not_found()
         request.app[STATE].jobs.cancel(job)
-        return json_reply(_job_json(request, job))
+        return json_reply(_job_json(request, job, legacy=True))
 
     async def list_(request: web.Request) -> web.StreamResponse:
         token = token_of(request)
@@ -321,7 +326,7 @@ def _job_handlers(kind: str) -> tuple[Handler, Handler, Handler]:
             # Jobs are kept in creation order: walk back from the newest, and stop at the
             # first one older than created_after (the rest are older still).
             for job in reversed(request.app[STATE].jobs.jobs.values()):
-                if after is not None and job.created_at <= after:
+                if after is not None and job.created_at < after:  # "at or after", as documented
                     return
                 if (
                     job.kind == kind

@@ -7,8 +7,10 @@ limit, and carry the checksums and 24-hour expiry Replicate reports.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -124,9 +126,21 @@ async def list_files(request: web.Request) -> web.StreamResponse:
 
 
 async def download_file(request: web.Request) -> web.StreamResponse:
-    upload = _upload(request)
-    if upload is None:
-        return problem(404, "Not found.")
+    """A signed download: the signature, not a token, grants it (as documented)."""
+    uploads = request.app[STATE].uploads
+    upload = uploads.files.get(request.match_info["file_id"])
+    query = request.query
+    owner, expiry, signature = query.get("owner"), query.get("expiry", ""), query.get("signature")
+    valid = (
+        upload is not None
+        and owner is not None
+        and signature is not None
+        and expiry.isdigit()
+        and int(expiry) > time.time()
+        and hmac.compare_digest(signature, uploads.signature(owner, upload.id, int(expiry)))
+    )
+    if not valid or upload is None:
+        return problem(404, "File not found")
     return web.FileResponse(upload.path, headers={"Content-Type": upload.content_type})
 
 

@@ -215,7 +215,36 @@ class Job:
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
-    def to_json(self, base_url: str, web_url: str) -> dict[str, Any]:
+    def to_legacy_json(self, base_url: str, web_url: str) -> dict[str, Any]:
+        """The older serializer's shape, which cancel replies and trainings still get.
+
+        Recorded (``prediction.cancel``, ``training.get``, ``training.cancel``): every key
+        present, null when unset (``logs`` too, when empty), ``metrics`` an object,
+        alphabetical, then ``model``, ``version`` and the legacy ``webhook_completed``;
+        with ``data_removed`` and ``urls.web``, which today's schema requires.
+        """
+        modern = self.to_json(base_url, web_url)
+        data: dict[str, Any] = {
+            "completed_at": timestamp(self.completed_at),
+            "created_at": modern["created_at"],
+            # Not in the recordings, but required by today's schema: newer replies have it.
+            "data_removed": False,
+            "error": self.error,
+            "id": self.id,
+            "input": self.input,
+            "logs": self.logs or None,
+            "metrics": modern.get("metrics", {}),
+            "output": self.output,
+            "started_at": timestamp(self.started_at),
+            "status": self.status,
+            "urls": {key: modern["urls"][key] for key in ("cancel", "get", "web")},
+            "model": self.model.ref,
+            "version": self.model.version,
+            "webhook_completed": None,
+        }
+        return data
+
+    def to_json(self, base_url: str, web_url: str, *, held: bool = False) -> dict[str, Any]:
         """The job as the API returns it, keys present or absent as in real replies.
 
         A starting prediction has no ``output``, ``started_at`` or ``completed_at`` keys
@@ -223,6 +252,8 @@ class Job:
         the first output (a held create may return it partial) and at the end;
         ``metrics`` once the job has ended; ``urls.stream`` whenever the model can stream,
         whether or not the create asked (``"stream": true`` is deprecated and echoed).
+        ``held``: the reply to a create held open by ``Prefer: wait`` that ended before
+        the prediction did, which (recorded) carries no ``started_at``.
         """
         # Trainings' urls point at /predictions/... on the real API too (a known quirk).
         api = f"{base_url}/predictions/{self.id}"
@@ -243,7 +274,7 @@ class Job:
         data["error"] = self.error
         data["status"] = self.status
         data["created_at"] = timestamp(self.created_at)
-        if self.started_at is not None:
+        if self.started_at is not None and not (held and not self.terminal):
             data["started_at"] = timestamp(self.started_at)
         if self.completed_at is not None:
             data["completed_at"] = timestamp(self.completed_at)
@@ -353,6 +384,9 @@ class JobStore:
             return
         if status == "aborted" and job.started_at is not None:
             status = "canceled"
+        if job.started_at is not None:
+            # The time it ran before it was stopped, as a cancel reply reports it.
+            job.predict_time = round((_now() - job.started_at).total_seconds(), 6)
         self._finish(job, status)
         if job.task is not None:
             job.task.cancel()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import os
 import re
+import secrets
 import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -62,6 +65,15 @@ class UploadStore:
         self.max_size = max_size
         self.files: dict[str, Upload] = {}
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        #: the Files API signing secret: signs download URLs (owner, id, expiry)
+        self.signing_key = secrets.token_bytes(32)
+
+    def signature(self, owner: str, file_id: str, expiry: int) -> str:
+        """Base64 HMAC-SHA256 of ``"{owner} {id} {expiry}"``, as the API documents it."""
+        digest = hmac.new(
+            self.signing_key, f"{owner} {file_id} {expiry}".encode(), hashlib.sha256
+        ).digest()
+        return base64.b64encode(digest).decode()
 
     @property
     def directory(self) -> Path:

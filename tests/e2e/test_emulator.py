@@ -210,3 +210,145 @@ async def test_chaos_mode_faults_every_host_and_the_client_loses_nothing() -> No
     assert lost == []  # no result the server has that the client failed to hand back
     assert sum(injected.values()) > 10 and any(k.startswith("api ") for k in injected)
     assert sum(r.ok for r in results) >= 280
+
+
+# -- TLS like production ------------------------------------------------------------------------
+
+
+async def test_outputs_are_https_and_verified_with_the_emulator_s_authority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ssl
+
+    from replicate_async.errors import ConnectError
+
+    async with Emulator() as emu:
+        assert emu.url.startswith("http://")  # the API stays plain unless tls="all"
+        assert emu.delivery_url.startswith("https://")
+        assert emu.stream_url.startswith("https://")
+        ca, bundle = Path(emu.ca_file), Path(emu.ca_bundle)
+        assert b"BEGIN CERTIFICATE" in ca.read_bytes()
+        assert ca.read_bytes() in bundle.read_bytes()
+        # Verification is on: a client that does not trust the authority is refused...
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        async with AsyncReplicate(
+            api_token=emu.token, base_url=emu.url, ssl=ssl.create_default_context()
+        ) as stranger:
+            (image,) = await stranger.run("emulator/images", input={"size_bytes": 10})
+            with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await image.read()
+        # ...one given its context, or SSL_CERT_FILE pointing at the bundle, is not.
+        async with AsyncReplicate(
+            api_token=emu.token, base_url=emu.url, ssl=emu.ssl_context()
+        ) as trusting:
+            (image,) = await trusting.run("emulator/images", input={"size_bytes": 10})
+            assert len(await image.read()) == 10
+        monkeypatch.setenv("SSL_CERT_FILE", emu.ca_bundle)
+        async with AsyncReplicate(api_token=emu.token, base_url=emu.url) as by_env:
+            (image,) = await by_env.run("emulator/images", input={"size_bytes": 10})
+            assert len(await image.read()) == 10
+    # No file outlives the emulator.
+    assert not ca.exists()
+    assert not bundle.exists()
+
+
+async def test_tls_all_serves_the_api_over_https_and_off_serves_plain_http() -> None:
+    async with Emulator(tls="all") as emu:
+        assert emu.url.startswith("https://")
+        async with AsyncReplicate(
+            api_token=emu.token, base_url=emu.url, ssl=emu.ssl_context()
+        ) as client:
+            assert await client.run("emulator/echo", input={"text": "tls"}) == "tls"
+    async with Emulator(tls=False) as emu:
+        assert emu.delivery_url.startswith("http://")
+        assert emu.trust_files is None
+        with pytest.raises(RuntimeError, match="tls=False"):
+            _ = emu.ca_file
+    with pytest.raises(ValueError, match="tls must be"):
+        Emulator(tls="sometimes")
+
+
+# -- the command line for other languages -------------------------------------------------------
+
+
+def test_the_command_line_prints_json_and_takes_models_deployments_and_page_size(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    models = Path(__file__).parents[2] / "examples" / "emulator_models.py"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replicate_async.testing",
+            "--port",
+            "0",
+            "--json",
+            "--page-size",
+            "2",
+            "--models",
+            str(models),
+            "--deployment",
+            "acme/echoes=emulator/echo",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert set(info) >= {"url", "token", "stream_url", "delivery_url", "ca_file", "ca_bundle"}
+        assert {"acme/shout", "acme/poem", "acme/thumbnails"} <= set(info["models"])
+        assert info["deployments"] == ["acme/echoes", "acme/shouter"]
+
+        async def use() -> None:
+            import ssl
+
+            context = ssl.create_default_context(cafile=info["ca_file"])
+            async with AsyncReplicate(
+                api_token=info["token"], base_url=info["url"], ssl=context
+            ) as client:
+                assert await client.run("acme/shout", input={"text": "hi", "times": 2}) == ("HI HI")
+                poem = [str(e) async for e in client.stream("acme/poem", input={"topic": "x"})]
+                assert len(poem) == 3
+                (thumb,) = await client.run("acme/thumbnails")
+                assert len(await thumb.read()) == 2048
+                p = await client.deployments.predictions.create(
+                    "acme/echoes", {"text": "d"}, wait=True
+                )
+                assert p.output == "d"
+                # Page size 2: four predictions come in two pages.
+                ids = [p.id async for p in client.predictions.list()]
+                assert len(ids) == 4
+
+        asyncio.run(use())
+        with urllib.request.urlopen(f"{info['root_url']}/_emulator/stats", timeout=10) as reply:
+            stats = json.load(reply)
+        pages = [r["count"] for r in stats["requests"] if r["route"] == "/predictions"]
+        assert pages == [2]
+        ca_file = Path(info["ca_file"])
+        assert ca_file.exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    assert proc.returncode == 0
+    assert not ca_file.exists()  # removed when it stopped
+
+
+def test_the_command_line_explains_a_bad_models_file(tmp_path: Path) -> None:
+    empty = tmp_path / "models.py"
+    empty.write_text("X = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "replicate_async.testing", "--port", "0", "--models", str(empty)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "must define register(emulator)" in result.stderr
