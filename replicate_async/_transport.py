@@ -29,6 +29,7 @@ from aiohttp.tracing import Trace
 from multidict import CIMultiDictProxy
 
 from ._aiter import AsyncClosing
+from ._trust import authorities
 from .errors import (
     ClientClosedError,
     ConnectError,
@@ -139,6 +140,14 @@ def _translate(exc: BaseException, method: str, url: str) -> TransportError:
     connect_timeout = getattr(aiohttp, "ConnectionTimeoutError", None)
     if connect_timeout is not None and isinstance(exc, connect_timeout):
         return ConnectError(f"{where}: timed out connecting. Check the network and base_url.", **kw)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return ConnectError(
+            f"{where}: the host's certificate is not trusted ({exc.certificate_error}). "
+            "For an emulator in another process, trust its authority: "
+            "AsyncReplicate(ssl=ssl.create_default_context(cafile=<its ca_file>)), or "
+            "SSL_CERT_FILE=<its ca_bundle> before the client is made.",
+            **kw,
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
         # Refused, DNS failure, unreachable: the request bytes were never written.
         return ConnectError(
@@ -382,13 +391,18 @@ def default_ssl_context() -> ssl.SSLContext:
     if cafile is not None:
         with contextlib.suppress(OSError):
             digest = hashlib.sha256(Path(cafile).read_bytes()).hexdigest()
-    return _ssl_context(cafile, capath, digest)
+    return _ssl_context(cafile, capath, digest, authorities())
 
 
 @functools.lru_cache(maxsize=8)
-def _ssl_context(cafile: str | None, capath: str | None, digest: str) -> ssl.SSLContext:
+def _ssl_context(
+    cafile: str | None, capath: str | None, digest: str, own: tuple[str, ...]
+) -> ssl.SSLContext:
     # ``digest`` is only the cache key: a file rewritten with other authorities is reloaded.
-    return ssl.create_default_context()
+    context = ssl.create_default_context()
+    for pem in own:  # an in-process emulator's (see _trust)
+        context.load_verify_locations(cadata=pem)
+    return context
 
 
 class _Connector(aiohttp.TCPConnector):
@@ -418,6 +432,11 @@ class Transport:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.max_reply_size = max_reply_size
+        if session is not None and ssl_context is not None:
+            raise ValueError(
+                "pass ssl= or session=, not both: your own session's connector decides TLS "
+                "(aiohttp.TCPConnector(ssl=context))"
+            )
         # Built now, not at aiohttp's import: SSL_CERT_FILE set after that still counts.
         self._ssl = ssl_context or default_ssl_context()
         self._max_connections = max_connections

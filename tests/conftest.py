@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,6 @@ PAYLOADS = FIXTURES
 
 #: polls every 20-100 ms, so end-to-end tests of slow predictions stay fast
 FAST_POLLING = PollPolicy(first=0.02, factor=1.5, cap=0.1)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _trust_the_emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Every client of the session trusts every emulator's HTTPS hosts, verification on.
-
-    The emulators of one process share one throwaway authority: a bundle of the system's
-    authorities and it, in ``SSL_CERT_FILE``, is what the pytest plugin gives users per
-    test; tests that start their own emulator and client get it here.
-    """
-    from replicate_async.testing._tls import authority_pem, write_trust_files
-
-    files = write_trust_files()
-    assert authority_pem() in files.bundle_file.read_bytes()
-    before = os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = str(files.bundle_file)
-    yield
-    if before is None:
-        os.environ.pop("SSL_CERT_FILE", None)
-    else:
-        os.environ["SSL_CERT_FILE"] = before
-    files.remove()
 
 
 @pytest.fixture

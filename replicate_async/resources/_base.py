@@ -6,9 +6,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._create import Creator
+from .._janitor import Janitor
+from .._poller import Poller
 from .._session import Session
 
-__all__ = ["CreatingResource", "Resource", "choice", "optional_strings"]
+__all__ = ["CreatingResource", "Resource", "WaitingResource", "choice", "optional_strings"]
 
 
 class Resource:
@@ -28,6 +30,19 @@ class CreatingResource(Resource):
     def __init__(self, session: Session, creator: Creator) -> None:
         super().__init__(session)
         self._creator = creator
+
+
+class WaitingResource(CreatingResource):
+    """A resource whose jobs are waited for on the client's one poller (predictions, trainings)."""
+
+    __slots__ = ("_janitor", "_poller")
+
+    def __init__(
+        self, session: Session, creator: Creator, poller: Poller, janitor: Janitor
+    ) -> None:
+        super().__init__(session, creator)
+        self._poller = poller
+        self._janitor = janitor
 
 
 def choice(name: str, value: Any, allowed: Iterable[str], *, required: bool = False) -> Any:

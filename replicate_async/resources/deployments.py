@@ -70,20 +70,23 @@ class Deployments(Resource):
     ) -> Deployment:
         """Deploy ``model`` at ``version`` on ``hardware`` as deployment ``name``.
 
-        The deployment is the token's account's: ``name`` may carry that ``owner/`` or
-        leave it out. It scales between ``min_instances`` (0-5) and ``max_instances``
-        (0-20).
+        The deployment belongs to the token's account, so ``name`` is the bare name
+        (``"prod"``, then ``client.deployments.get("<account>/prod")``). It scales
+        between ``min_instances`` (0-5) and ``max_instances`` (0-20).
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
-        short = name.rpartition("/")[2]
-        split_owner_name(f"owner/{short}", "deployment name")  # not empty, no odd characters
+        if "/" in name:
+            raise ValueError(
+                f"deployments.create takes the bare name, not {name!r}: a deployment "
+                "belongs to the token's account (pass 'prod', not 'acme/prod')"
+            )
+        split_owner_name(f"owner/{name}", "deployment name")  # not empty, no odd characters
         split_owner_name(model)
         body: dict[str, Any] = {
-            "name": short,
+            "name": name,
             "model": model,
-            "version": version,
-            "hardware": hardware,
+            **optional_strings(version=version, hardware=hardware),
             "min_instances": _instances("min_instances", min_instances, 5),
             "max_instances": _instances("max_instances", max_instances, 20),
         }

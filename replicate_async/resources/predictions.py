@@ -6,17 +6,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .._create import Creator
-from .._janitor import Janitor
-from .._poller import Poller
-from .._session import Session
 from .._watch import PredictionWatch, get_prediction, wait_for
 from ..pagination import AsyncPager, list_pages
 from ..protocol.creates import CreateOptions
 from ..protocol.refs import deployment_target, job_id, model_target, version_target
 from ..streaming import PredictionStream, StreamPolicy
 from ..types import Prediction
-from ._base import CreatingResource
+from ._base import WaitingResource
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -26,17 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["Predictions"]
 
 
-class Predictions(CreatingResource):
+class Predictions(WaitingResource):
     """Predictions: one run of a model each."""
 
-    __slots__ = ("_janitor", "_poller")
-
-    def __init__(
-        self, session: Session, creator: Creator, poller: Poller, janitor: Janitor
-    ) -> None:
-        super().__init__(session, creator)
-        self._poller = poller
-        self._janitor = janitor
+    __slots__ = ()
 
     async def create(
         self,

@@ -14,16 +14,12 @@ from typing import Any
 import attrs
 
 from .._aiter import AsyncClosing
-from .._create import Creator
-from .._janitor import Janitor
-from .._poller import Poller
-from .._session import Session
 from .._watch import PredictionWatch, wait_for
 from ..pagination import AsyncPager, list_pages
 from ..protocol.creates import CreateOptions
 from ..protocol.refs import job_id, training_target
 from ..types import Prediction, Training
-from ._base import CreatingResource
+from ._base import WaitingResource
 
 __all__ = ["TrainingWatch", "Trainings"]
 
@@ -57,17 +53,10 @@ class TrainingWatch(AsyncClosing):
         await self._watch.aclose()
 
 
-class Trainings(CreatingResource):
+class Trainings(WaitingResource):
     """Trainings: create, get, cancel, list, wait for and watch them."""
 
-    __slots__ = ("_janitor", "_poller")
-
-    def __init__(
-        self, session: Session, creator: Creator, poller: Poller, janitor: Janitor
-    ) -> None:
-        super().__init__(session, creator)
-        self._poller = poller
-        self._janitor = janitor
+    __slots__ = ()
 
     async def create(
         self,

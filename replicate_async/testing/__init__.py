@@ -126,7 +126,8 @@ class Emulator(AsyncClosing):
         self._catalog = Catalog(username=username)
         builtins = builtin_models()
         for spec in builtins:
-            self._catalog.add_version(spec, readme=f"# {spec.ref}\n\n{spec.description}\n")
+            readme = f"# {spec.ref}\n\n{spec.description}\n"
+            self._catalog.add_version(spec, builtin=True, readme=readme)
         self._catalog.add_collection(
             "emulator",
             "Emulator models",
@@ -155,6 +156,14 @@ class Emulator(AsyncClosing):
         """Start listening: the API, the delivery host and the stream host, each on a port."""
         if self._runners:
             return self
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # a port in use, say: nothing left listening, no files left
+            raise
+        return self
+
+    async def _start(self) -> None:
         hosts, state = self._state.hosts, self._state
         secure = self.tls is not False
         if secure:
@@ -166,7 +175,6 @@ class Emulator(AsyncClosing):
         hosts.delivery = f"{scheme}://{self.host}:{delivery}"
         stream = await self._serve(build_stream_app(state), 0, secure=secure)
         hosts.stream = f"{scheme}://{self.host}:{stream}"
-        return self
 
     async def _serve(self, app: web.Application, port: int, *, secure: bool = False) -> int:
         runner = web.AppRunner(app, handle_signals=False, access_log=None)

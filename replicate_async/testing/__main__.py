@@ -33,14 +33,22 @@ def _load_models(emu: Emulator, path: str) -> None:
     if spec is None or spec.loader is None:
         raise SystemExit(f"--models: cannot load {path} as Python")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    register = getattr(module, "register", None)
-    if not callable(register):
-        raise SystemExit(
-            f"--models: {path} must define register(emulator), which adds its models "
-            "with emulator.add_model(...) (see examples/emulator_models.py)"
-        )
-    register(emu)
+    # Registered while it runs, as an import would: dataclasses and pickling look it up.
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise SystemExit(
+                f"--models: {path} must define register(emulator), which adds its models "
+                "with emulator.add_model(...) (see examples/emulator_models.py)"
+            )
+        register(emu)
+    except SystemExit:
+        raise
+    except Exception as error:
+        # The file's own mistake: say where, briefly (the traceback is the user's to ask).
+        raise SystemExit(f"--models {path}: {type(error).__name__}: {error}") from None
 
 
 def _add_deployment(emu: Emulator, text: str) -> None:
@@ -93,6 +101,12 @@ async def _serve(args: argparse.Namespace) -> None:
             _load_models(emu, path)
         for text in args.deployment:
             _add_deployment(emu, text)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # Before anything is printed: a caller may stop it as soon as it has read the line.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
         info = _describe(emu)
         if args.json:
             print(json.dumps(info), flush=True)
@@ -106,11 +120,6 @@ async def _serve(args: argparse.Namespace) -> None:
             print(f"  request counts: curl {emu.root_url}/_emulator/stats")
             print("Models: " + ", ".join(emu.models))
             print("Ctrl-C to stop.", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, stop.set)
         await stop.wait()
 
 

@@ -49,6 +49,8 @@ CREATE_ROUTES = frozenset(
         ("POST", "/deployments/{owner}/{name}/predictions"),
     }
 )
+#: routes the schema marks public (search) or signed (a file download's signature)
+_PUBLIC = frozenset({"/search", "/files/{file_id}/download"})
 _WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -95,8 +97,8 @@ async def _serve(
             return web.Response(
                 body=fault.body, status=fault.status, headers={"Content-Type": fault.content_type}
             )
-    if route == "/files/{file_id}/download":
-        return await handler(request)  # signed: the signature is the credential, no token
+    if route in _PUBLIC:
+        return await handler(request)  # the schema asks no token of these
     auth = request.headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() not in ("bearer", "token") or token.strip() not in state.tokens:

@@ -11,12 +11,15 @@ may be deleted) live here; the HTTP layer only words the answers.
 
 from __future__ import annotations
 
+import itertools
+import re
 from datetime import datetime, timezone
 from typing import Any
 
 import attrs
 
 from ._jobs import ModelSpec
+from ._schema import json_type
 
 __all__ = ["Catalog", "CatalogError", "CollectionEntry", "DeploymentEntry", "ModelEntry"]
 
@@ -28,6 +31,11 @@ HARDWARE = [
     {"sku": "gpu-a40-large", "name": "Nvidia A40 (Large) GPU"},
 ]
 HARDWARE_SKUS = frozenset(h["sku"] for h in HARDWARE)
+#: a model's name: what Replicate's validator accepts (its message says so)
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?$")
+
+
+_SEQUENCE = itertools.count(1)
 
 
 def _now() -> datetime:
@@ -64,7 +72,10 @@ class ModelEntry:
     versions: list[ModelSpec] = attrs.field(factory=list)
     #: prediction ids shown as the model's examples (the first is its default example)
     examples: list[str] = attrs.field(factory=list)
-    #: registered in Python by the test (or built in): not the API's to delete
+    #: order of registration, for stable page cursors
+    seq: int = attrs.field(factory=lambda: next(_SEQUENCE))
+    #: one of the emulator's own models: read-only through the API, as another
+    #: owner's model is on Replicate (tests rely on them being there)
     builtin: bool = False
 
     @property
@@ -122,11 +133,11 @@ class Catalog:
 
     # -- models and versions -----------------------------------------------------------
 
-    def add_version(self, spec: ModelSpec, **facts: Any) -> ModelSpec:
+    def add_version(self, spec: ModelSpec, *, builtin: bool = False, **facts: Any) -> ModelSpec:
         """Register a runnable version (creating its model, with ``facts``, if new)."""
         entry = self.models.get(spec.ref)
         if entry is None:
-            entry = ModelEntry(owner=spec.owner, name=spec.name, builtin=True, **facts)
+            entry = ModelEntry(owner=spec.owner, name=spec.name, builtin=builtin, **facts)
             self.models[spec.ref] = entry
         else:
             for key, value in facts.items():
@@ -185,9 +196,18 @@ class Catalog:
                 "valid ones.",
                 "Bad Request",
             )
+        if not _NAME.match(name):
+            raise CatalogError(
+                400,
+                "Enter a valid name. This value may contain only lowercase letters, numbers, "
+                "dashes, underscores, or periods, and may not start or end with a dash, "
+                "underscore, or period.",
+                "Bad Request",
+            )
         ref = f"{owner}/{name}"
         if ref in self.models:
-            raise CatalogError(409, f"A model with the name {ref} already exists.", "Conflict")
+            # Replicate's words (quoted by users of its 409).
+            raise CatalogError(409, "A model with that name and owner already exists.", "Conflict")
         entry = ModelEntry(
             owner=owner,
             name=name,
@@ -248,7 +268,7 @@ class Catalog:
         entry = self.models.get(ref)
         if entry is None:
             raise CatalogError(404, "Not found.")
-        if entry.owner != self.username:
+        if entry.owner != self.username or entry.builtin:
             raise CatalogError(403, "You do not have permission to modify this model.", "Forbidden")
         return entry
 
@@ -370,7 +390,8 @@ def _require_strings(body: dict[str, Any], keys: tuple[str, ...]) -> None:
 def _optional(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
+        given = json_type(value)
         raise CatalogError(
-            422, f"- {key}: Invalid type. Expected: string, given: {type(value).__name__}\n"
+            422, f"- {key}: Invalid type. Expected: string, given: {given}\n", "Validation failed"
         )
     return value

@@ -118,10 +118,20 @@ async def _list_models(request: web.Request) -> web.Response:
             return entry.created_at
         return entry.latest.created_at
 
+    def order(entry: ModelEntry) -> int:
+        # The sort time, then the registration order: a cursor made of it stays right
+        # when models are added between pages.
+        return int(when(entry).timestamp() * 1_000_000) * 1_000_000 + entry.seq
+
+    descending = direction == "desc"
     models = [m for m in state.catalog.models.values() if _visible(state, m.ref) is not None]
-    models.sort(key=lambda m: (when(m), m.ref), reverse=direction == "desc")
-    index = {id(m): i for i, m in enumerate(models)}
-    return page_of(request, models, lambda m: -index[id(m)], lambda m: model_json(request, m))
+    models.sort(key=order, reverse=descending)
+    return page_of(
+        request,
+        models,
+        order if descending else lambda m: -order(m),
+        lambda m: model_json(request, m),
+    )
 
 
 async def _search_models(request: web.Request) -> web.Response:

@@ -34,6 +34,7 @@ __all__ = [
     "OutputKind",
     "cog_schema",
     "declared_inputs",
+    "json_type",
     "output_kind",
     "validate_input",
 ]
@@ -409,7 +410,7 @@ class InputProblem:
     kind: str
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON type name of a decoded value, as validators name them."""
     if value is None:
         return "null"
@@ -430,7 +431,7 @@ def _matches(schema: Mapping[str, Any], value: Any) -> bool:
     wanted = schema.get("type")
     if wanted is None:
         return True
-    given = _json_type(value)
+    given = json_type(value)
     return given == wanted or (wanted == "number" and given == "integer")
 
 
@@ -445,7 +446,7 @@ def validate_input(
     to the model, as Replicate passes them.
     """
     if not isinstance(data, dict):
-        given = _json_type(data)
+        given = json_type(data)
         return {}, [
             InputProblem("input", f"Invalid type. Expected: object, given: {given}", "invalid_type")
         ]
@@ -459,8 +460,8 @@ def validate_input(
     ]
     for name, spec in inputs.items():
         if name not in data:
-            if spec.default is not REQUIRED and spec.default is not None:
-                result[name] = spec.default
+            if spec.default is not REQUIRED:
+                result[name] = spec.default  # None too: the model reads an optional input
             continue
         problems.extend(_check(f"input.{name}", name, spec, data[name]))
     return result, problems
@@ -469,7 +470,7 @@ def validate_input(
 def _check(field: str, name: str, spec: Input, value: Any) -> list[InputProblem]:
     schema = _type_schema(spec.type)
     if not _matches(schema, value):
-        given = _json_type(value)
+        given = json_type(value)
         return [
             InputProblem(
                 field, f"Invalid type. Expected: {schema['type']}, given: {given}", "invalid_type"
@@ -576,7 +577,7 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> list[InputProblem]:
     for key, wanted in properties.items():
         if key not in body:
             continue
-        given = _json_type(body[key])
+        given = json_type(body[key])
         if given != wanted:
             problems.append(
                 InputProblem(

@@ -4,12 +4,12 @@ Replicate serves outputs from ``https://replicate.delivery``, and the official c
 turn only ``https:`` (and ``data:``) strings into file objects: an emulator serving
 plain ``http://`` URLs makes them behave unlike production. So the emulator serves its
 hosts over HTTPS with certificates from a certificate authority made in memory, once per
-process (every emulator of a test session shares it, so a client built once trusts
-them all), and writes, per emulator, the files other programs need to trust it: the CA
-alone (``NODE_EXTRA_CA_CERTS`` adds it to Node's own) and a bundle of the system's
-authorities plus it (``SSL_CERT_FILE`` replaces OpenSSL's, for Python's ``ssl``, httpx
-and this client). The files are removed when the emulator stops. Verification is never
-turned off anywhere.
+process (every emulator of a test session shares it; this process's clients trust it,
+see ``replicate_async._trust``). Per emulator it writes the files other programs need
+to trust it: the CA alone (``NODE_EXTRA_CA_CERTS`` adds it to Node's own) and a bundle
+of the system's authorities plus it (``SSL_CERT_FILE`` replaces OpenSSL's, for Python's
+``ssl``, httpx and this client). The files are removed when the emulator stops.
+Verification is never turned off anywhere.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 import attrs
+
+from .._trust import add_authority
 
 __all__ = ["TrustFiles", "authority_pem", "server_context", "write_trust_files"]
 
@@ -42,6 +44,8 @@ def _authority() -> tuple[object, object]:
     # ECDSA keys: a few milliseconds to make, where RSA takes a noticeable fraction of a second.
     ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
     cert = ca.issue_cert(*_NAMES, key_type=trustme.KeyType.ECDSA)
+    # This process's clients trust it from now on (its key never leaves this process).
+    add_authority(ca.cert_pem.bytes().decode())
     return ca, cert
 
 

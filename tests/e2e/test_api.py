@@ -159,6 +159,15 @@ async def test_models_create_update_delete(client: AsyncReplicate, emulator: Emu
     with pytest.raises(ReplicateError) as conflict:
         await client.models.create("emulator/hot-dog", visibility="private", hardware="cpu")
     assert conflict.value.status == 409
+    assert conflict.value.detail == "A model with that name and owner already exists."
+    with pytest.raises(ValueError, match="Invalid model"):  # refused before it is sent
+        await client.models.create("emulator/-dog", visibility="private", hardware="cpu")
+    # The emulator's own models are not the token's to change, as another's on Replicate.
+    with pytest.raises(ReplicateError) as builtin:
+        echo = (await client.models.get("emulator/echo")).latest_version
+        assert echo is not None
+        await client.models.versions.delete("emulator/echo", echo.id)
+    assert builtin.value.status == 403
     # Only the token's own account may own a new model.
     with pytest.raises(ReplicateError) as foreign:
         await client.models.create("someone-else/x", visibility="public", hardware="cpu")
@@ -290,8 +299,17 @@ async def test_trainings_wait_and_watch_like_predictions(
 async def test_deployments_create_update_delete(client: AsyncReplicate, emulator: Emulator) -> None:
     version = (await client.models.get("emulator/echo")).latest_version
     assert version is not None
+    with pytest.raises(ValueError, match="bare name"):
+        await client.deployments.create(
+            "acme/echoes",
+            model="emulator/echo",
+            version=version.id,
+            hardware="cpu",
+            min_instances=0,
+            max_instances=2,
+        )
     created = await client.deployments.create(
-        "emulator/echoes",
+        "echoes",
         model="emulator/echo",
         version=version.id,
         hardware="cpu",
@@ -427,6 +445,14 @@ async def test_wrong_routes_methods_and_queries(emulator: Emulator) -> None:
     assert status == 400
     status, body = await _raw(emulator, "GET", "/search")
     assert (status, body["detail"]) == (400, 'Query parameter "query" is required')
+    status, body = await _raw(
+        emulator,
+        "POST",
+        "/models",
+        json={"owner": "emulator", "name": "-dog", "visibility": "private", "hardware": "cpu"},
+    )
+    assert status == 400
+    assert body["detail"].startswith("Enter a valid name.")
 
 
 async def test_models_publish_cog_schemas_and_streams_follow_them(

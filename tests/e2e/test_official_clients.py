@@ -91,6 +91,25 @@ def test_predictions_pages_models_and_deployments(
     assert "echo" in [m.name for m in collection.models]
 
 
+def test_the_python_client_follows_pages(tmp_path: Path) -> None:
+    from replicate_async.testing._thread import emulator_thread
+
+    with emulator_thread(page_size=2) as emu:
+        client = replicate.Client(api_token=emu.token, base_url=emu.root_url)
+        try:
+            made = {
+                client.predictions.create(model="emulator/echo", input={"text": "x"}).id
+                for _ in range(3)
+            }
+            first = client.predictions.list()
+            assert len(first.results) == 2
+            assert first.next is not None
+            second = client.predictions.list(first.next)
+            assert {p.id for p in first.results + second.results} == made
+        finally:
+            client._client.close()
+
+
 def test_trainings_files_webhooks_and_errors(
     official: replicate.Client, replicate_emulator: Emulator
 ) -> None:
@@ -135,6 +154,25 @@ out.stream = tokens.join("");
 const page = await replicate.predictions.list();
 out.listed = page.results.length;
 out.secret = (await replicate.webhooks.default.secret.get()).key;
+const model = await replicate.models.get("emulator", "images");
+out.schemaOutput = model.latest_version.openapi_schema.components.schemas.Output.items.format;
+const made = await replicate.models.create("emulator", "from-node",
+  { visibility: "private", hardware: "cpu" });
+out.created = made.name;
+const deployment = await replicate.deployments.create({
+  name: "node-dep", model: "emulator/echo",
+  version: (await replicate.models.get("emulator", "echo")).latest_version.id,
+  hardware: "cpu", min_instances: 0, max_instances: 1 });
+out.deployment = deployment.current_release.number;
+const viaDeployment = await replicate.deployments.predictions.create(
+  "emulator", "node-dep", { input: { text: "dep" }, wait: 10 });
+out.deploymentOutput = viaDeployment.output;
+const upload = await replicate.files.create(new Blob(["node bytes"]));
+out.fileSize = upload.size;
+const version = (await replicate.models.get("emulator", "sleep")).latest_version.id;
+const training = await replicate.trainings.create("emulator", "sleep", version,
+  { destination: "emulator/trained", input: { seconds: 30 } });
+out.trainingCanceled = (await replicate.trainings.cancel(training.id)).status;
 try {
   await replicate.run("emulator/echo", { input: { text: 5 } });
 } catch (e) {
@@ -155,7 +193,9 @@ def _node_client() -> str | None:
 
 @pytest.mark.skipif(_node_client() is not None, reason=str(_node_client()))
 def test_the_javascript_client(replicate_emulator: Emulator, tmp_path: Path) -> None:
-    script = JS / "conformance.mjs"
+    # Beside node_modules (Node resolves "replicate" from the script's folder), named for
+    # this process: CI runs the suite on several Pythons at once in one checkout.
+    script = JS / f"conformance-{os.getpid()}.mjs"
     script.write_text(_SCRIPT)
     try:
         env = {
@@ -185,3 +225,9 @@ def test_the_javascript_client(replicate_emulator: Emulator, tmp_path: Path) -> 
     assert out["listed"] >= 3
     assert out["secret"] == replicate_emulator.webhook_secret
     assert out["error"] == {"name": "ApiError", "status": 422}
+    assert out["schemaOutput"] == "uri"
+    assert out["created"] == "from-node"
+    assert out["deployment"] == 1
+    assert out["deploymentOutput"] == "dep"
+    assert out["fileSize"] == len("node bytes")
+    assert out["trainingCanceled"] == "canceled"

@@ -194,6 +194,7 @@ def test_defaults_are_filled_for_the_model_and_every_problem_is_raised() -> None
         "scale": 1.0,
         "style": "png",
         "name": "ab",
+        "seed": None,  # an optional input with no value reaches the model as None
     }
     with pytest.raises(InputError) as info:
         spec.validate({"steps": 9, "style": "gif"})
