@@ -24,7 +24,7 @@ from ._api import build_api_app
 from ._builtin import builtin_models
 from ._catalog import Catalog, CollectionEntry, DeploymentEntry
 from ._delivery import build_delivery_app
-from ._http import State
+from ._http import WEB_URL, State
 from ._jobs import Job, JobStore, ModelFunction, ModelSpec, RunContext
 from ._limits import ServerLimits
 from ._outputs import OutputStore
@@ -33,8 +33,18 @@ from ._state import Chaos, DeliverySettings, EmulatorConfig, Fault, Faults, Host
 from ._stream import build_stream_app
 from ._tls import TrustFiles, authority_pem, server_context, write_trust_files
 from ._uploads import UploadStore
+from ._webhooks import Delivery, WebhookFaults, Webhooks
 
-__all__ = ["ConcatenateIterator", "Emulator", "Fault", "Input", "ModelSpec", "RunContext"]
+__all__ = [
+    "ConcatenateIterator",
+    "Delivery",
+    "Emulator",
+    "Fault",
+    "Input",
+    "ModelSpec",
+    "RunContext",
+    "WebhookFaults",
+]
 
 
 class Emulator(AsyncClosing):
@@ -64,6 +74,11 @@ class Emulator(AsyncClosing):
     context that trusts it. ``username`` is the account every token belongs to: models
     and deployments created through the API are owned by it.
 
+    Predictions and trainings created with ``webhook`` get signed deliveries of their
+    ``webhook_events_filter`` events, throttled and retried as Replicate's are
+    (``webhook_retry_scale`` scales the retry waits); ``webhook_deliveries`` records
+    every attempt and :meth:`webhook_faults` loses, repeats or reorders some.
+
     ``chaos`` (0 to 1) is the share of requests, on every host, that meet a random fault
     (see :class:`~replicate_async.testing._state.Chaos`; ``chaos_seed`` repeats a run;
     ``faults_injected`` counts them): a bad day on demand, for soak tests of code built
@@ -92,6 +107,7 @@ class Emulator(AsyncClosing):
         chaos_seed: int | None = None,
         tls: bool | str = True,
         username: str = "emulator",
+        webhook_retry_scale: float = 1.0,
     ) -> None:
         if tls not in (True, False, "all"):
             raise ValueError(f"tls must be True, False or 'all', got {tls!r}")
@@ -123,6 +139,17 @@ class Emulator(AsyncClosing):
         self._jobs = JobStore(
             start_delay=start_delay, hosts=hosts, outputs=outputs, uploads=uploads
         )
+        if not webhook_retry_scale >= 0:
+            raise ValueError(f"webhook_retry_scale must be >= 0, got {webhook_retry_scale!r}")
+
+        def render(job: Job) -> dict[str, Any]:
+            # What a GET of it would return now: trainings in their older shape.
+            if job.kind == "training":
+                return job.to_legacy_json(hosts.api_url, WEB_URL)
+            return job.to_json(hosts.api_url, WEB_URL)
+
+        self._webhooks = Webhooks(self.webhook_secret, render, retry_scale=webhook_retry_scale)
+        self._jobs.listener = self._webhooks.event
         self._catalog = Catalog(username=username)
         builtins = builtin_models()
         for spec in builtins:
@@ -188,6 +215,7 @@ class Emulator(AsyncClosing):
     async def stop(self) -> None:
         """Stop running predictions and close every listener and connection."""
         await self._jobs.close()
+        await self._webhooks.close()
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()
@@ -386,7 +414,18 @@ class Emulator(AsyncClosing):
         """When (``time.monotonic()``) the API received each matching request, oldest first."""
         wanted = None if method is None else method.upper()
         return [
-            at for at, m, r in self._state.traffic.log if wanted in (None, m) and route in (None, r)
+            at
+            for at, m, r, _ in self._state.traffic.log
+            if wanted in (None, m) and route in (None, r)
+        ]
+
+    def request_paths(self, method: str | None = None, route: str | None = None) -> list[str]:
+        """The paths of the API's matching requests (``/v1/predictions/abc``), oldest first."""
+        wanted = None if method is None else method.upper()
+        return [
+            path
+            for _, m, r, path in self._state.traffic.log
+            if wanted in (None, m) and route in (None, r)
         ]
 
     def peak_rate(
@@ -413,6 +452,34 @@ class Emulator(AsyncClosing):
     def predictions(self) -> dict[str, Job]:
         """Every prediction and training the emulator holds, by id (read-only use)."""
         return self._jobs.jobs
+
+    @property
+    def webhook_deliveries(self) -> list[Delivery]:
+        """Every webhook delivery attempt so far, in the order they were made.
+
+        Each has the prediction's id, the event, the URL, its ``webhook-id`` and
+        timestamp, the body sent, the attempt number and the receiver's status (None
+        when no answer came: an error, or a fault dropped it).
+        """
+        return self._webhooks.deliveries
+
+    def webhook_faults(
+        self,
+        *,
+        drop: float = 0.0,
+        repeat: float = 0.0,
+        reorder: float = 0.0,
+        seed: int | None = None,
+    ) -> WebhookFaults:
+        """Make webhook deliveries from now on fail as the shares (0-1) say.
+
+        ``drop``: lost, never retried; ``repeat``: sent twice; ``reorder``: held back
+        0.2-1 s, so that later ones overtake them. ``seed`` repeats the choices. All zero:
+        faithful again.
+        """
+        faults = WebhookFaults(drop=drop, repeat=repeat, reorder=reorder, seed=seed)
+        self._webhooks.faults = faults
+        return faults
 
     @property
     def delivery_requests(self) -> list[dict[str, str]]:

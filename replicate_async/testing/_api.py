@@ -21,6 +21,7 @@ from ._catalog_api import add_catalog_routes
 from ._files import add_file_routes
 from ._http import (
     STATE,
+    WEB_URL,
     Handler,
     State,
     base_url,
@@ -75,7 +76,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)  # the emulator's own: no faults, no auth, not counted
     method = request_method(request)
     state.traffic.requests[(method, route)] += 1
-    state.traffic.log.append((time.monotonic(), method, route))
+    state.traffic.log.append((time.monotonic(), method, route, request.path))
     response = await _serve(request, handler, state, method, route)
     state.traffic.statuses[(method, route, response.status)] += 1
     return response
@@ -210,18 +211,15 @@ async def _create(
             await asyncio.wait_for(asyncio.shield(job.done.wait()), wait)
         except asyncio.TimeoutError:
             pass
-    payload = job.to_json(base_url(request), _WEB, held=wait is not None)
+    payload = job.to_json(base_url(request), WEB_URL, held=wait is not None)
     return json_reply(payload, 201, {"Location": payload["urls"]["get"]})
-
-
-_WEB = "https://replicate.com"
 
 
 def _job_json(request: web.Request, job: Job, *, legacy: bool = False) -> dict[str, Any]:
     # Trainings, and cancel replies, still come in the older serializer's shape (recorded).
     if legacy or job.kind == "training":
-        return job.to_legacy_json(base_url(request), _WEB)
-    return job.to_json(base_url(request), _WEB)
+        return job.to_legacy_json(base_url(request), WEB_URL)
+    return job.to_json(base_url(request), WEB_URL)
 
 
 async def _create_body(request: web.Request, kind: str) -> dict[str, Any] | web.Response:

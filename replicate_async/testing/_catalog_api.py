@@ -16,6 +16,7 @@ from aiohttp import web
 from ._catalog import HARDWARE, CatalogError, CollectionEntry, DeploymentEntry, ModelEntry
 from ._http import (
     STATE,
+    WEB_URL,
     State,
     base_url,
     json_reply,
@@ -29,8 +30,6 @@ from ._http import (
 from ._jobs import ModelSpec, timestamp
 
 __all__ = ["add_catalog_routes", "model_json"]
-
-_WEB = "https://replicate.com"
 
 
 def version_json(spec: ModelSpec) -> dict[str, Any]:
@@ -51,9 +50,9 @@ def model_json(request: web.Request, entry: ModelEntry) -> dict[str, Any]:
     if entry.examples:
         job = state.jobs.jobs.get(entry.examples[0])
         if job is not None:
-            example = job.to_json(base_url(request), _WEB)
+            example = job.to_json(base_url(request), WEB_URL)
     return {
-        "url": f"{_WEB}/{entry.ref}",
+        "url": f"{WEB_URL}/{entry.ref}",
         "owner": entry.owner,
         "name": entry.name,
         "description": entry.description,
@@ -240,7 +239,7 @@ async def model_examples(request: web.Request) -> web.Response:
     jobs = [state.jobs.jobs[i] for i in entry.examples if i in state.jobs.jobs]
     index = {j.id: n for n, j in enumerate(jobs)}
     url = base_url(request)
-    return page_of(request, jobs, lambda j: -index[j.id], lambda j: j.to_json(url, _WEB))
+    return page_of(request, jobs, lambda j: -index[j.id], lambda j: j.to_json(url, WEB_URL))
 
 
 async def model_readme(request: web.Request) -> web.Response:

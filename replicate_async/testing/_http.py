@@ -145,6 +145,10 @@ def request_method(request: web.Request) -> str:
     return request.method
 
 
+#: the web app's URL in ``urls.web`` and model pages (the real one: nothing serves it here)
+WEB_URL = "https://replicate.com"
+
+
 def base_url(request: web.Request) -> str:
     """The API base URL this request came in on (``http://host:port/v1``)."""
     return f"{request.scheme}://{request.host}/v1"

@@ -122,6 +122,7 @@ class RunContext:
         text = line if line.endswith("\n") else line + "\n"
         self._job.logs += text
         self._job.add_event("logs", text.rstrip("\n"))
+        self._store.notify(self._job, "logs")
 
     def emit(self, item: Any) -> None:
         """Append to a list output as it is produced (an ``output`` event if streaming)."""
@@ -129,6 +130,7 @@ class RunContext:
             self._job.output = []
         self._job.output.append(item)
         self._job.add_event("output", item if isinstance(item, str) else json.dumps(item))
+        self._store.notify(self._job, "output")
 
     def file(
         self,
@@ -319,6 +321,13 @@ class JobStore:
         self.uploads = uploads
         self._hosts = hosts
         self._seq = 0
+        #: hears each webhook event of a job ("start", "output", "logs", "completed")
+        self.listener: Callable[[Job, str], None] | None = None
+
+    def notify(self, job: Job, event: str) -> None:
+        """Tell the listener (the webhook sender) that ``event`` happened to ``job``."""
+        if self.listener is not None and job.webhook is not None:
+            self.listener(job, event)
 
     def new_job(self, **kwargs: Any) -> Job:
         """Create a job and start its lifecycle."""
@@ -340,6 +349,7 @@ class JobStore:
                 await asyncio.sleep(self.start_delay)
             job.status = "processing"
             job.started_at = _now()
+            self.notify(job, "start")
             began = time.perf_counter()
             ctx = RunContext(job, self)
             # The model sees its defaults filled in; the API echoes the input as sent.
@@ -377,6 +387,7 @@ class JobStore:
         else:
             job.add_event("done", "{}")
         job.done.set()
+        self.notify(job, "completed")
 
     def cancel(self, job: Job, *, status: str = "canceled") -> None:
         """Stop a job that is still running; a finished one is left as it is."""

@@ -75,9 +75,9 @@ class Traffic:
     delivery: list[dict[str, str]] = attrs.field(factory=list)
     #: headers of every request the stream host received
     stream: list[dict[str, str]] = attrs.field(factory=list)
-    #: (monotonic time, method, route) of the API's requests, newest last (the last
-    #: million), to check a client's pace second by second
-    log: collections.deque[tuple[float, str, str]] = attrs.field(
+    #: (monotonic time, method, route, path) of the API's requests, newest last (the
+    #: last million), to check a client's pace second by second and what it asked for
+    log: collections.deque[tuple[float, str, str, str]] = attrs.field(
         factory=lambda: collections.deque(maxlen=1_000_000)
     )
 
