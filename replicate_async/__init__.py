@@ -11,11 +11,13 @@ from .errors import (
 )
 from .fanout import Progress, RunResult
 from .files import FileOutput, SavedFile
+from .journal import Journal, JournalError
 from .limiter import RateLimiter
 from .protocol.limits import RateLimits
 from .protocol.polling import PollPolicy
 from .protocol.retry import RetryPolicy
 from .protocol.sse import ServerSentEvent
+from .receiver import Receiver
 from .streaming import PredictionStream, StreamPolicy
 from .types import (
     Account,
@@ -41,6 +43,8 @@ __all__ = [
     "File",
     "FileOutput",
     "Hardware",
+    "Journal",
+    "JournalError",
     "Model",
     "Page",
     "PollPolicy",
@@ -52,6 +56,7 @@ __all__ = [
     "RateLimitError",
     "RateLimiter",
     "RateLimits",
+    "Receiver",
     "ReplicateError",
     "RetryPolicy",
     "RunResult",

@@ -15,6 +15,8 @@ pool is never the bottleneck of a bulk job.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable, Container, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -32,6 +34,9 @@ from .types import Page, Prediction, Training
 __all__ = ["Creator"]
 
 J = TypeVar("J", Prediction, Training)
+#: hears a create's body just before it is sent (a job's journal records it there)
+BeforeSend = Callable[[dict[str, Any]], Awaitable[None]]
+K = TypeVar("K")
 
 #: waits between looks for a prediction whose create had an unknown outcome
 _RECOVERY_WAITS = (0.2, 0.5, 1.0)
@@ -53,23 +58,36 @@ class Creator:
         self._held = 0  # creates in the air with Prefer: wait
 
     async def create(
-        self, target: Target, options: CreateOptions, cls: type[J], *, cancel_on_exit: bool = False
+        self,
+        target: Target,
+        options: CreateOptions,
+        cls: type[J],
+        *,
+        cancel_on_exit: bool = False,
+        before_send: BeforeSend | None = None,
     ) -> J:
         """Create what ``target`` names, with ``options``; a ``cls`` (Prediction or Training).
 
         ``cancel_on_exit``: if the caller gives up (is cancelled) after the create left,
-        what it made is found and cancelled in the background.
+        what it made is found and cancelled in the background. ``before_send(body)`` is
+        awaited with the body (files prepared) just before it is sent, once the rate
+        limit lets it go; if it raises, nothing is sent.
         """
         session = self._session
         # Until this create (and any recovery of it) is over, claims it could need stay.
         token = self.claims.begin(session.timing.monotonic())
         try:
-            return await self._create(target, options, cls, cancel_on_exit)
+            return await self._create(target, options, cls, cancel_on_exit, before_send)
         finally:
             self.claims.end(token)
 
     async def _create(
-        self, target: Target, options: CreateOptions, cls: type[J], cancel_on_exit: bool
+        self,
+        target: Target,
+        options: CreateOptions,
+        cls: type[J],
+        cancel_on_exit: bool,
+        before_send: BeforeSend | None,
     ) -> J:
         session = self._session
         # Files in the input are uploaded (or inlined) first: the one step that reads them.
@@ -84,6 +102,7 @@ class Creator:
             expected_runtime=self._poller.expected_runtime(target.label),
         )
         sent: list[float] = []
+        hook = None if before_send is None else functools.partial(before_send, body)
         self._held += wait is not False
         try:
             try:
@@ -95,6 +114,7 @@ class Creator:
                     is_create=target.is_create,
                     prefer_wait=wait,
                     on_send=sent.append,
+                    before_send=hook,
                 )
             finally:
                 self._held -= wait is not False
@@ -145,6 +165,54 @@ class Creator:
                 self._janitor.cancel_lost(target, body, unknown.sent_after)
             raise
 
+    async def find_lost(
+        self,
+        target: Target,
+        sent: Mapping[K, tuple[float, Mapping[str, Any]]],
+        cls: type[J],
+        *,
+        claimed: Container[str] = (),
+    ) -> dict[K, J]:
+        """What creates whose replies were never heard made, if anything: key to job.
+
+        ``sent`` maps a key of the caller's to (the Unix time a create was sent, its
+        input): creates sent by a process that died before the reply came (a job's
+        journal knows they were sent, not what came of them). Looked for as a lost
+        create is, in one pass over the recent list: the same target and input, created
+        since the send (by the server's clock), not owned by this client or
+        ``claimed``. Not before the last look a live recovery would have made has come.
+        A look that keeps failing raises: nothing may be created again unchecked.
+        """
+        if not sent:
+            return {}
+        session, claims = self._session, self.claims
+        first = min(at for at, _ in sent.values())
+        last = max(at for at, _ in sent.values())
+        # A create can still be on its way into the server for a moment after it left.
+        await session.sleep(max(0.0, last + sum(_RECOVERY_WAITS) - session.timing.wall()))
+        since = session.clock.since(_utc(first))
+        owned = _Owned(self.claims, claimed)
+        windows = {key: session.clock.since(_utc(at)) for key, (at, _) in sent.items()}
+        found: dict[K, J] = {}
+        token = claims.begin(session.timing.monotonic())
+        try:
+            params = {"created_after": since.isoformat()}
+            pager = list_pages(session, target.list_path, cls, params=params)
+            while (page := await self._page(pager)) is not None:
+                for key, (_, job_input) in sent.items():
+                    if key in found:
+                        continue
+                    body = {"input": dict(job_input)}
+                    match = find_created(page.results, target, body, owned, since=windows[key])
+                    if match is not None:
+                        found[key] = match
+                        claims.add(match.id, session.timing.monotonic())
+                if len(found) == len(sent) or older_than(page.results, since):
+                    break
+        finally:
+            claims.end(token)
+        return found
+
     async def _upload(self, file: FileInput) -> str:
         return await upload_url(self._session, file)
 
@@ -194,10 +262,12 @@ class Creator:
         cls: type[J],
         params: dict[str, Any],
         since: datetime | None,
+        claimed: Container[str] | None = None,
     ) -> J | None:
+        claimed = self.claims if claimed is None else claimed
         pager = list_pages(self._session, target.list_path, cls, params=params)
         while (page := await self._page(pager)) is not None:
-            found = find_created(page.results, target, body, self.claims, since=since)
+            found = find_created(page.results, target, body, claimed, since=since)
             # Lists come newest first: a page reaching back before the window ends it.
             if found is not None or older_than(page.results, since):
                 return found
@@ -215,6 +285,19 @@ class Creator:
             except ReplicateError:
                 await self._session.sleep(wait)
         return await pager.next_page()
+
+
+class _Owned:
+    """Ids owned already: the client's claims, and those another record holds."""
+
+    __slots__ = ("_also", "_claims")
+
+    def __init__(self, claims: Claims, also: Container[str]) -> None:
+        self._claims = claims
+        self._also = also
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._claims or job_id in self._also
 
 
 def _utc(timestamp: float) -> datetime:

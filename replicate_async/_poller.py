@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
 
 from ._session import Session
@@ -105,7 +106,15 @@ class Subscription:
 class Poller:
     """Polls every prediction the client waits for, in one task, inside a request budget."""
 
-    __slots__ = ("_closed", "_planner", "_sleeper", "_subscribers", "_task", "session")
+    __slots__ = (
+        "_closed",
+        "_planner",
+        "_sleeper",
+        "_sources",
+        "_subscribers",
+        "_task",
+        "session",
+    )
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -116,6 +125,9 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._sleeper: asyncio.Future[None] | None = None
         self._closed = False
+        # Where news of predictions comes without a request (webhook receivers): asked
+        # on each subscription, for what came before anyone waited.
+        self._sources: list[Callable[[str], Prediction | None]] = []
 
     # -- subscribers ---------------------------------------------------------------------
 
@@ -127,8 +139,29 @@ class Poller:
         """Learn a model's run time from a prediction that finished without being polled."""
         self._planner.learn(key, prediction)
 
-    def subscribe(self, snapshot: Prediction, key: str) -> Subscription:
-        """Wait for ``snapshot``'s prediction: its later snapshots come to the subscription."""
+    def attach_source(self, source: Callable[[str], Prediction | None]) -> None:
+        """Ask ``source(id)`` for news of each prediction waited for from now on.
+
+        A webhook receiver is one: a delivery that came before the wait began (a fast
+        prediction's end can overtake its create's reply) ends the wait at once.
+        """
+        if source not in self._sources:
+            self._sources.append(source)
+
+    def push(self, snapshot: Prediction) -> bool:
+        """News that came without a poll (a webhook): handled as a poll's answer would be.
+
+        True when it ended a wait (someone here was waiting for that prediction).
+        """
+        waited = snapshot.id in self._planner
+        self._deliver(snapshot)
+        return waited and snapshot.done
+
+    def subscribe(self, snapshot: Prediction, key: str, *, quiet: float = 0.0) -> Subscription:
+        """Wait for ``snapshot``'s prediction: its later snapshots come to the subscription.
+
+        ``quiet``: poll it no more often than that (its news is expected by webhook).
+        """
         if self._closed:
             raise ClientClosedError(
                 "This AsyncReplicate client is closed; create a new one to wait for "
@@ -136,14 +169,21 @@ class Poller:
             )
         subscription = Subscription(self, snapshot.id)
         self._subscribers.setdefault(snapshot.id, []).append(subscription)
+        now = self.session.timing.monotonic()
         try:
-            self._planner.add(snapshot, key, self.session.timing.monotonic())
+            self._planner.add(snapshot, key, now, quiet=quiet)
         except UnknownStatusError as error:
             self._end(snapshot.id, error)
             return subscription
         if snapshot.id not in self._planner:  # it has ended already: nothing to poll
             self._end(snapshot.id, snapshot)
             return subscription
+        for source in self._sources:
+            known = source(snapshot.id)
+            if known is not None:
+                self._deliver(known)
+                if snapshot.id not in self._planner:
+                    return subscription  # the news ended it
         self._kick()
         return subscription
 

@@ -223,6 +223,7 @@ class Session:
         idempotent: bool | None = None,
         prefer_wait: bool | float = False,
         on_send: Callable[[float], None] | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> Response:
         """Send one API request through limiter, transport, interpretation and retries.
 
@@ -230,7 +231,9 @@ class Session:
         ``next`` page link). ``is_create`` selects the create rate limit. ``idempotent``
         (by default: from the method) decides the retry rule: a request that is not is
         re-sent only when the server provably did not act on it. ``on_send`` hears the
-        (Unix) time the first attempt left, once it has.
+        (Unix) time the first attempt left, once it has. ``before_send`` is awaited once,
+        after the rate limiter let the request go and before anything is sent (a job's
+        journal records the create there); if it raises, nothing is sent.
         """
         self.transport.ensure_open()
         req = self._prepare(
@@ -252,6 +255,8 @@ class Session:
         while True:
             ticket = await lane.acquire()
             if not sent_at:
+                if before_send is not None:
+                    await before_send()
                 started, sent_at = timing.monotonic(), timing.wall()
                 if on_send is not None:
                     on_send(sent_at)

@@ -120,12 +120,14 @@ async def wait_for(
     key: str | None = None,
     timeout: float | None = None,
     janitor: Janitor | None = None,
+    quiet: float = 0.0,
 ) -> Prediction:
     """Wait until the prediction ends and return its last state (whatever the status).
 
     ``key``: the model its run times are learnt under. With a ``janitor``, a caller
     that gives up (cancelled, interrupted) has the prediction cancelled, in the
-    background; a timeout (``WaitTimeoutError``) leaves it running.
+    background; a timeout (``WaitTimeoutError``) leaves it running. ``quiet``: poll it
+    no more often than that many seconds (a webhook receiver brings its end).
     """
     key = key or key_of(prediction)
     if prediction.done:
@@ -133,7 +135,7 @@ async def wait_for(
         return prediction
     session = poller.session
     deadline = None if timeout is None else session.timing.monotonic() + timeout
-    subscription = poller.subscribe(prediction, key)
+    subscription = poller.subscribe(prediction, key, quiet=quiet)
     last = prediction
     try:
         while True:

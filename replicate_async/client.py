@@ -13,26 +13,28 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-import attrs
 
 from ._aiter import AsyncClosing
 from ._clock import Clock, Sleep, Timing
 from ._create import Creator
 from ._janitor import Janitor
+from ._job import Job
 from ._poller import Poller
 from ._session import DEFAULT_BASE_URL, ClientConfig, Session
 from ._transport import MAX_REPLY_SIZE, Response, Timeouts, Transport
 from ._version import __version__
 from ._watch import wait_for
 from .errors import ValidationError, keep_secret, prediction_error
-from .fanout import Progress, RunMany, Track
+from .fanout import Progress, RunMany
 from .files import decode_output
+from .journal import Journal
 from .limiter import RateLimiter
 from .protocol.creates import Claims, CreateOptions
 from .protocol.limits import RateLimits
 from .protocol.polling import PollPolicy
-from .protocol.refs import Target, parse_ref
+from .protocol.refs import parse_ref
 from .protocol.retry import RetryPolicy
+from .receiver import Receiver
 from .resources import (
     Account,
     Collections,
@@ -50,7 +52,7 @@ from .types import Prediction, SearchResults
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from .protocol.creates import CreateArgs, StreamArgs
+    from .protocol.creates import RunArgs, StreamArgs
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncReplicate", "ClientConfig"]
 
@@ -233,7 +235,8 @@ class AsyncReplicate(AsyncClosing):
         use_file_output: bool = True,
         timeout: float | None = None,
         cancel_on_exit: bool = True,
-        **options: Unpack[CreateArgs],
+        webhook: str | Receiver | None = None,
+        **options: Unpack[RunArgs],
     ) -> Any:
         """Run a model and return its output.
 
@@ -244,25 +247,20 @@ class AsyncReplicate(AsyncClosing):
         given). Output URLs become :class:`FileOutput` unless ``use_file_output=False``.
         Files in ``input`` (paths, bytes, binary file objects, aiofiles handles) are
         uploaded first, or inlined with ``file_encoding="data-uri"`` (up to 1 MB each).
-        ``webhook``, ``webhook_events_filter`` and ``cancel_after`` go to the create.
-        If the awaiting task is cancelled, the prediction is cancelled too (in the
-        background, without delaying the caller), unless ``cancel_on_exit=False``.
+        ``webhook`` (a URL), ``webhook_events_filter`` and ``cancel_after`` go to the
+        create; ``webhook`` a :class:`Receiver` waits for the webhook instead of polling
+        (polling only if it is later than the receiver's ``grace``). If the awaiting task
+        is cancelled, the prediction is cancelled too (in the background, without
+        delaying the caller), unless ``cancel_on_exit=False``.
 
         Raises :class:`PredictionFailed` or :class:`PredictionCanceled` if it ends badly.
         """
         target = parse_ref(ref)
-        options.setdefault("wait", True)
-        create = CreateOptions(input=input, **options)
-        return await self._run(target, create, use_file_output, timeout, cancel_on_exit)
-
-    async def _run(
-        self,
-        target: Target,
-        create: CreateOptions,
-        use_file_output: bool,
-        timeout: float | None,
-        cancel_on_exit: bool,
-    ) -> Any:
+        receiver = webhook if isinstance(webhook, Receiver) else None
+        options.setdefault("wait", receiver is None)
+        create = CreateOptions(input=input, **_with_webhook(webhook, dict(options)))
+        if receiver is not None:
+            await receiver.attach(self)
         prediction = await self._creator.create(
             target, create, Prediction, cancel_on_exit=cancel_on_exit
         )
@@ -273,6 +271,7 @@ class AsyncReplicate(AsyncClosing):
                 key=target.label,
                 timeout=timeout,
                 janitor=self._janitor if cancel_on_exit else None,
+                quiet=0.0 if receiver is None else receiver.grace,
             )
         return self.output_of(prediction, use_file_output=use_file_output)
 
@@ -339,9 +338,12 @@ class AsyncReplicate(AsyncClosing):
         concurrency: int = 50,
         use_file_output: bool = True,
         timeout: float | None = None,
-        cancel_on_exit: bool = True,
+        cancel_on_exit: bool | None = None,
         progress: Callable[[Progress], object] | None = None,
-        **options: Unpack[CreateArgs],
+        journal: str | os.PathLike[str] | Journal | None = None,
+        replay: bool = True,
+        webhook: str | Receiver | None = None,
+        **options: Unpack[RunArgs],
     ) -> RunMany:
         """Run a model once per input, yielding :class:`RunResult` in completion order.
 
@@ -350,29 +352,74 @@ class AsyncReplicate(AsyncClosing):
         inputs. One failure does not stop the others: it is in its result's ``error``.
         The options are those of :meth:`run`, for every input. Leaving the loop early
         (``break``, ``aclose()``, cancellation) cancels the predictions still running,
-        unless ``cancel_on_exit=False``. ``progress`` is called with a :class:`Progress`
-        as the counts change (at most ten times a second, and once at the end).
+        unless ``cancel_on_exit=False`` (the default with a journal: the next run adopts
+        them). ``progress`` is called with a :class:`Progress` as the counts change (at
+        most ten times a second, and once at the end).
+
+        ``journal`` (a path, or a :class:`Journal`) makes the job restartable: run it
+        again with the same journal and inputs after a crash, and nothing is created
+        twice; results it recorded are replayed (``replay=False``: those the caller
+        took are skipped). See :mod:`replicate_async.journal`.
+
+        ``webhook`` a :class:`Receiver`: creates carry its URL (and
+        ``webhook_events_filter=["completed"]``), and predictions are polled only when
+        their webhook is later than the receiver's ``grace``. A string is passed on as
+        the create's webhook URL, as in :meth:`run`.
         """
         target = parse_ref(ref)
-        options.setdefault("wait", True)
+        receiver = webhook if isinstance(webhook, Receiver) else None
+        # Held creates pay while the client polls; a receiver makes them pointless.
+        options.setdefault("wait", receiver is None)
         # Checked now, once: a bad option fails before any work; each input is checked
         # as it is taken (evolve runs the same checks).
-        template = CreateOptions(**options)
-        creator, poller = self._creator, self._poller
-        janitor = self._janitor if cancel_on_exit else None
-
-        async def one(item: Mapping[str, Any], track: Track) -> tuple[Prediction, Any]:
-            create = attrs.evolve(template, input=item)
-            prediction = await creator.create(
-                target, create, Prediction, cancel_on_exit=cancel_on_exit
-            )
-            track.running()
-            if not prediction.done:
-                prediction = await wait_for(
-                    poller, prediction, key=target.label, timeout=timeout, janitor=janitor
+        template = CreateOptions(**_with_webhook(webhook, dict(options)))
+        if journal is not None and not isinstance(journal, Journal):
+            if not isinstance(journal, (str, os.PathLike)):
+                raise TypeError(
+                    f"journal must be a path or a Journal, got {type(journal).__name__}"
                 )
-            return prediction, self.output_of(prediction, use_file_output=use_file_output)
+            journal = Journal(journal)
+        if cancel_on_exit is None:
+            cancel_on_exit = journal is None
 
-        return RunMany(
-            one, inputs, concurrency, progress=progress, clock=self._session.timing.monotonic
+        def output_of(prediction: Prediction) -> Any:
+            return self.output_of(prediction, use_file_output=use_file_output)
+
+        job = Job(
+            session=self._session,
+            creator=self._creator,
+            poller=self._poller,
+            janitor=self._janitor,
+            target=target,
+            template=template,
+            output_of=output_of,
+            timeout=timeout,
+            cancel_on_exit=cancel_on_exit,
+            journal=journal,
+            replay=replay,
+            receiver=receiver,
         )
+        return RunMany(
+            job.one,
+            inputs,
+            concurrency,
+            progress=progress,
+            clock=self._session.timing.monotonic,
+            hooks=job if journal is not None or receiver is not None else None,
+        )
+
+
+def _with_webhook(webhook: str | Receiver | None, options: dict[str, Any]) -> dict[str, Any]:
+    """A create's options with ``webhook``: a URL as given, a receiver's for its completion."""
+    if isinstance(webhook, Receiver):
+        events = options.get("webhook_events_filter")
+        if events is not None and "completed" not in events:
+            raise ValueError(
+                "webhook=receiver waits for the completed event: add 'completed' to "
+                f"webhook_events_filter (got {list(events)!r})"
+            )
+        options["webhook"] = webhook.url
+        options.setdefault("webhook_events_filter", ["completed"])
+    elif webhook is not None:
+        options["webhook"] = webhook
+    return options

@@ -24,7 +24,7 @@ from collections.abc import (
     Mapping,
     Sized,
 )
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -32,9 +32,10 @@ from ._aiter import AsyncClosing
 from ._clock import Clock
 from ._transport import Connections
 from .errors import PredictionCanceled
+from .journal import JournalError
 from .types import Prediction
 
-__all__ = ["Progress", "RunMany", "RunResult", "Track"]
+__all__ = ["JobHooks", "Progress", "RunMany", "RunResult", "Track"]
 
 Inputs = Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]]
 
@@ -60,6 +61,10 @@ class Progress:
     elapsed: float
     rate: float
     eta: float | None
+    #: results handed back from a journal, without a request (counted in the above too)
+    replayed: int = 0
+    #: inputs a journal had seen through before (``replay=False``): no result for them
+    skipped: int = 0
 
     @property
     def finished(self) -> int:
@@ -68,15 +73,25 @@ class Progress:
 
 
 class Track:
-    """One input's way through ``run_many``: the work says when its create is done."""
+    """One input's way through ``run_many``: the work says when its create is done.
 
-    __slots__ = ("_owner", "state")
+    A journal's job may also say its result is a replay (``replayed``) or that there is
+    none to give (``skip()``: the caller took it in an earlier run).
+    """
+
+    __slots__ = ("_owner", "replayed", "skipped", "state")
 
     def __init__(self, owner: RunMany) -> None:
         # Weak: the task holds its track, and a strong reference back would keep the
         # iterator alive after a bare ``break``, when it must be dropped (and let go).
         self._owner = weakref.ref(owner)
         self.state = "creating"
+        self.replayed = False
+        self.skipped = False
+
+    def skip(self) -> None:
+        """This input yields no result (whatever the work returns)."""
+        self.skipped = True
 
     def running(self) -> None:
         """The prediction was created and runs (or has already finished)."""
@@ -86,7 +101,7 @@ class Track:
             owner._moved("creating", "running")
 
 
-One = Callable[[Mapping[str, Any], Track], Awaitable[tuple[Prediction, Any]]]
+One = Callable[[int, Mapping[str, Any], Track], Awaitable[tuple[Prediction | None, Any]]]
 
 
 @attrs.frozen
@@ -100,6 +115,8 @@ class RunResult:
     error: Exception | None = None
     #: the last snapshot of the prediction, when one was created
     prediction: Prediction | None = None
+    #: True when it came from a journal (an earlier run's result), not from a request
+    replayed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -111,6 +128,16 @@ class RunResult:
         if self.error is not None:
             raise self.error
         return self.output
+
+
+class JobHooks(Protocol):
+    """What a journaled job does around the fan-out (see :class:`RunMany`)."""
+
+    async def start(self) -> None: ...
+
+    async def taken(self, index: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 _END = object()
@@ -132,6 +159,10 @@ class RunMany(AsyncClosing):
     ``async with`` or cancelling the consuming task stops it: the predictions' tasks
     still running are cancelled and the connections they hold are closed at once, even
     on a bare ``break`` (the iterator is dropped then, and ``__del__`` does it).
+
+    With a journal: ``start`` runs before the first input is read, ``taken(index)``
+    when the caller asks for the result after that input's (it is done with it) or the
+    run ends, ``close`` when the run is over, whichever way.
     """
 
     __slots__ = (
@@ -144,6 +175,8 @@ class RunMany(AsyncClosing):
         "_counts",
         "_emitted",
         "_exhausted",
+        "_handed",
+        "_hooks",
         "_index",
         "_one",
         "_pending",
@@ -163,6 +196,7 @@ class RunMany(AsyncClosing):
         *,
         progress: Callable[[Progress], object] | None = None,
         clock: Clock = time.monotonic,
+        hooks: JobHooks | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -173,7 +207,11 @@ class RunMany(AsyncClosing):
         self._progress = progress
         self._progress_error: BaseException | None = None
         self._clock = clock
-        self._counts = dict.fromkeys(("creating", "running", "succeeded", "failed", "canceled"), 0)
+        self._counts = dict.fromkeys(
+            ("creating", "running", "succeeded", "failed", "canceled", "replayed", "skipped"), 0
+        )
+        self._hooks = hooks
+        self._handed: int | None = None  # the index of the result the caller holds
         self._total = len(inputs) if isinstance(inputs, Sized) else None
         self._started: float | None = None
         self._emitted = -math.inf
@@ -183,7 +221,9 @@ class RunMany(AsyncClosing):
             self._async_source = aiter(inputs)
         else:
             self._source = iter(inputs)
-        self._pending: dict[asyncio.Future[tuple[Prediction, Any]], tuple[int, Any, Track]] = {}
+        self._pending: dict[
+            asyncio.Future[tuple[Prediction | None, Any]], tuple[int, Any, Track]
+        ] = {}
         self._ready: collections.deque[RunResult] = collections.deque()
         self._connections = Connections()
         self._index = 0
@@ -194,7 +234,12 @@ class RunMany(AsyncClosing):
         return self
 
     async def __anext__(self) -> RunResult:
+        hooks = self._hooks
         try:
+            if hooks is not None:
+                if self._started is None and not self._closed:
+                    await hooks.start()
+                await self._hand_back()
             while not self._ready:
                 if self._closed:
                     raise StopAsyncIteration
@@ -202,10 +247,14 @@ class RunMany(AsyncClosing):
                 if not self._pending:
                     self._closed = True
                     self._emit(final=True)
+                    if hooks is not None:
+                        hooks.close()
                     raise StopAsyncIteration
                 done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    self._ready.append(self._result(task))
+                    result = self._result(task)
+                    if result is not None:
+                        self._ready.append(result)
                 self._emit()
             if self._progress_error is not None:
                 raise self._progress_error
@@ -214,7 +263,15 @@ class RunMany(AsyncClosing):
         except BaseException:
             self._abort()  # an error, or the consumer cancelled: nothing keeps running
             raise
-        return self._ready.popleft()
+        result = self._ready.popleft()
+        self._handed = result.index
+        return result
+
+    async def _hand_back(self) -> None:
+        """The caller asked for more: it is done with the result it held."""
+        index, self._handed = self._handed, None
+        if index is not None and self._hooks is not None:
+            await self._hooks.taken(index)
 
     # -- progress ------------------------------------------------------------------------
 
@@ -236,6 +293,8 @@ class RunMany(AsyncClosing):
         if total is not None and rate > 0:
             eta = (total - finished) / rate
         return Progress(
+            replayed=c["replayed"],
+            skipped=c["skipped"],
             total=total,
             queued=queued,
             creating=c["creating"],
@@ -283,7 +342,7 @@ class RunMany(AsyncClosing):
             # Tasks inherit the context they are made in: their connections report to us.
             token = self._connections.bind()
             try:
-                task = asyncio.ensure_future(self._one(item, track))
+                task = asyncio.ensure_future(self._one(self._index, item, track))
             finally:
                 Connections.unbind(token)
             task.add_done_callback(_retrieve)
@@ -291,18 +350,24 @@ class RunMany(AsyncClosing):
             self._counts["creating"] += 1
             self._index += 1
 
-    def _result(self, task: asyncio.Future[tuple[Prediction, Any]]) -> RunResult:
+    def _result(self, task: asyncio.Future[tuple[Prediction | None, Any]]) -> RunResult | None:
         index, item, track = self._pending.pop(task)
-        self._counts[track.state] -= 1
+        counts = self._counts
+        counts[track.state] -= 1
         error = task.exception()
+        if isinstance(error, JournalError) or not isinstance(error, (Exception, type(None))):
+            raise error  # the job cannot go on (its journal failed), or a cancellation
+        if track.skipped and error is None:
+            counts["skipped"] += 1
+            return None
+        counts["replayed"] += track.replayed
         if error is None:
-            self._counts["succeeded"] += 1
+            counts["succeeded"] += 1
             prediction, output = task.result()
-            return RunResult(index, item, output, None, prediction)
-        if isinstance(error, Exception):
-            self._counts["canceled" if isinstance(error, PredictionCanceled) else "failed"] += 1
-            return RunResult(index, item, None, error, getattr(error, "prediction", None))
-        raise error
+            return RunResult(index, item, output, None, prediction, track.replayed)
+        counts["canceled" if isinstance(error, PredictionCanceled) else "failed"] += 1
+        prediction = getattr(error, "prediction", None)
+        return RunResult(index, item, None, error, prediction, track.replayed)
 
     def _abort(self) -> None:
         """Stop everything now, from sync code: cancel the tasks, close their connections."""
@@ -313,9 +378,17 @@ class RunMany(AsyncClosing):
         for task in self._pending:
             task.cancel()
         self._connections.close_all()
+        if self._hooks is not None:
+            self._hooks.close()
 
     async def aclose(self) -> None:
-        """Stop, cancelling what is still running, and wait for it to wind down."""
+        """Stop, cancelling what is still running, and wait for it to wind down.
+
+        The result last handed out counts as taken (the caller broke out after it).
+        """
+        if self._hooks is not None and not self._ready:
+            with contextlib.suppress(Exception):  # closing must not fail on a full disk
+                await self._hand_back()
         self._abort()
         pending, self._pending = list(self._pending), {}
         if pending:

@@ -15,11 +15,24 @@ import hashlib
 import hmac
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Timing
 from .errors import ReplicateError
 
-__all__ = ["WebhookVerificationError", "verify"]
+if TYPE_CHECKING:
+    from .receiver import Receiver
+
+__all__ = ["Receiver", "WebhookVerificationError", "verify"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``replicate_async.webhooks.Receiver``: the receiver module needs this one first.
+    if name == "Receiver":
+        from .receiver import Receiver
+
+        return Receiver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class WebhookVerificationError(ReplicateError):

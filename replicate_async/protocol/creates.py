@@ -39,17 +39,26 @@ _MAX_CANCEL_AFTER = 24 * 3600
 FILE_ENCODINGS = ("upload", "data-uri")
 
 
-class StreamArgs(TypedDict, total=False):
-    """Options of a streamed create (``client.stream``): see :class:`CreateOptions`."""
-
-    webhook: str | None
+class _CommonArgs(TypedDict, total=False):
     webhook_events_filter: Iterable[str] | None
     cancel_after: str | float | timedelta | None
     file_encoding: str
 
 
+class StreamArgs(_CommonArgs, total=False):
+    """Options of a streamed create (``client.stream``): see :class:`CreateOptions`."""
+
+    webhook: str | None
+
+
 class CreateArgs(StreamArgs, total=False):
     """Options of every create: see :class:`CreateOptions`."""
+
+    wait: bool | float
+
+
+class RunArgs(_CommonArgs, total=False):
+    """Options of ``run`` and ``run_many``, which take ``webhook`` themselves (a receiver)."""
 
     wait: bool | float
 

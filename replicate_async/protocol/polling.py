@@ -136,6 +136,7 @@ class _Entry:
     fingerprint: tuple[str, object, object]
     misses: int = 0  # sweeps cut short that were meant to settle it
     failures: int = 0  # polls in a row that failed (a bad reply, a lost connection)
+    quiet: float = 0.0  # the least time between polls (a webhook is expected meanwhile)
 
 
 class PollPlanner:
@@ -183,8 +184,12 @@ class PollPlanner:
         """The running average of the run times seen for ``key`` (a model), if any."""
         return self._runtimes.get(key)
 
-    def add(self, snapshot: Prediction, key: str, now: float) -> None:
-        """Start waiting for ``snapshot``'s prediction (a model ``key`` for its run times)."""
+    def add(self, snapshot: Prediction, key: str, now: float, *, quiet: float = 0.0) -> None:
+        """Start waiting for ``snapshot``'s prediction (a model ``key`` for its run times).
+
+        ``quiet``: poll it no more often than that (seconds): its news is expected to
+        come another way (a webhook), and polls are only the safety net.
+        """
         if snapshot.id in self._entries or snapshot.status in Status.TERMINAL:
             return
         self._check(snapshot)
@@ -194,7 +199,13 @@ class PollPlanner:
             # It is unlikely to be done before its model usually is.
             first = max(first, expected * _FIRST_POLL_SHARE)
         entry = _Entry(
-            snapshot.id, key, snapshot.created_at, now, now + first, _fingerprint(snapshot)
+            snapshot.id,
+            key,
+            snapshot.created_at,
+            now,
+            now + max(first, quiet),
+            _fingerprint(snapshot),
+            quiet=quiet,
         )
         self._entries[entry.id] = entry
         self._dated += entry.created is not None
@@ -243,7 +254,7 @@ class PollPlanner:
             self._drop(snapshot.id)
             self._learn(entry.key, snapshot)
             return True
-        entry.due = now + self.policy.next_wait(now - entry.started)
+        entry.due = now + max(entry.quiet, self.policy.next_wait(now - entry.started))
         heapq.heappush(self._heap, (entry.due, entry.id))
         return news
 

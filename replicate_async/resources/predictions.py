@@ -10,6 +10,7 @@ from .._watch import PredictionWatch, get_prediction, wait_for
 from ..pagination import AsyncPager, list_pages
 from ..protocol.creates import CreateOptions
 from ..protocol.refs import deployment_target, job_id, model_target, version_target
+from ..receiver import Receiver
 from ..streaming import PredictionStream, StreamPolicy
 from ..types import Prediction
 from ._base import WaitingResource
@@ -92,16 +93,23 @@ class Predictions(WaitingResource):
         *,
         timeout: float | None = None,
         cancel_on_exit: bool = False,
+        webhook: Receiver | None = None,
     ) -> Prediction:
         """Wait until the prediction ends and return its last state (whatever the status).
 
         ``timeout`` seconds without an end raise :class:`WaitTimeoutError` (it keeps
         running). ``cancel_on_exit=True`` cancels the prediction if the caller gives up
         (the awaiting task is cancelled); off by default, since ``wait`` did not start it.
+        ``webhook``: the :class:`Receiver` its create's webhook points at; the wait then
+        polls only if the webhook is later than the receiver's ``grace``.
         """
+        quiet = 0.0
+        if webhook is not None:
+            await webhook._attach(self._session, self._poller)
+            quiet = webhook.grace
         first = prediction if isinstance(prediction, Prediction) else await self.get(prediction)
         janitor = self._janitor if cancel_on_exit else None
-        return await wait_for(self._poller, first, timeout=timeout, janitor=janitor)
+        return await wait_for(self._poller, first, timeout=timeout, janitor=janitor, quiet=quiet)
 
     def watch(
         self, prediction: Prediction | str, *, timeout: float | None = None
