@@ -8,6 +8,11 @@ emulator (full buckets):
 
 - replicate_async: ``run_many(concurrency=2000)`` (default settings otherwise: held
   creates while connections are free, the poller's sweeps);
+- replicate_async + journal: the same with ``journal=`` a file in a temporary directory
+  (each create's line written before it is sent, each id's before it is waited on):
+  what a restartable job costs, and the latency of a journal write (median, p99);
+- replicate_async + webhooks: the same with ``webhook=Receiver()`` (a receiver in the
+  client's process, the emulator delivering to it): completion with no polls;
 - the official ``replicate`` package: ``asyncio.gather`` of ``async_run`` under a
   semaphore of 100 (its default ``Prefer: wait`` and a poll every 0.5 s);
 - naive aiohttp: create, then ``GET`` every 0.5 s, under a semaphore of 100.
@@ -52,18 +57,85 @@ def ideal(n: int) -> float:
 # -- the clients (each runs in a child process) ------------------------------------------
 
 
-async def ours(emu: RunningEmulator, n: int) -> tuple[int, int]:
-    from replicate_async import AsyncReplicate, RateLimits
+#: what a child measured besides its counts (creates/s, journal write latencies)
+EXTRA: dict[str, Any] = {}
+
+
+async def ours(emu: RunningEmulator, n: int, mode: str = "") -> tuple[int, int]:
+    import tempfile
+
+    from replicate_async import AsyncReplicate, Progress, RateLimits, Receiver
+    from replicate_async.journal import Journal
 
     limits = RateLimits(
         create_per_minute=RATE * 60, other_per_minute=OTHER * 60, get_per_minute=OTHER * 60
     )
     ok = failed = 0
-    async with AsyncReplicate(api_token=emu.token, base_url=emu.url, rate_limits=limits) as c:
-        async for result in c.run_many(MODEL, inputs(n), concurrency=2000):
-            ok += result.ok
-            failed += not result.ok
+    started = time.monotonic()
+    created_by: list[float] = []
+
+    def progress(p: Progress) -> None:
+        # The moment the last create came back: creates per second over the run.
+        if not created_by and p.queued == 0 and p.creating == 0:
+            created_by.append(time.monotonic() - started)
+
+    options: dict[str, Any] = {}
+    latencies: list[float] = []  # each record as the job awaits it (loop hand-offs too)
+    writes: list[float] = []  # each write itself, in the writer thread
+    with tempfile.TemporaryDirectory() as tmp:
+        if mode == "journal":
+            options["journal"] = f"{tmp}/job.jsonl"
+            real = Journal._append
+
+            async def timed(self: Journal, record: dict[str, Any]) -> None:
+                began = time.perf_counter()
+                await real(self, record)
+                latencies.append(time.perf_counter() - began)
+
+            Journal._append = timed  # type: ignore[method-assign]
+            real_write = Journal._write
+
+            def timed_write(self: Journal, data: bytes) -> None:
+                began = time.perf_counter()
+                real_write(self, data)
+                writes.append(time.perf_counter() - began)
+
+            Journal._write = timed_write  # type: ignore[method-assign]
+        receiver = Receiver() if mode == "webhooks" else None
+        if receiver is not None:
+            await receiver.start()
+            options["webhook"] = receiver
+        try:
+            async with AsyncReplicate(
+                api_token=emu.token, base_url=emu.url, rate_limits=limits
+            ) as c:
+                async for result in c.run_many(
+                    MODEL, inputs(n), concurrency=2000, progress=progress, **options
+                ):
+                    ok += result.ok
+                    failed += not result.ok
+        finally:
+            if receiver is not None:
+                await receiver.aclose()
+    if created_by:
+        EXTRA["creates_per_s"] = n / created_by[0]
+    if latencies:
+        latencies.sort()
+        EXTRA["journal_writes"] = len(latencies)
+        EXTRA["journal_p50_us"] = latencies[len(latencies) // 2] * 1e6
+        EXTRA["journal_p99_us"] = latencies[int(len(latencies) * 0.99)] * 1e6
+        writes.sort()
+        EXTRA["write_p50_us"] = writes[len(writes) // 2] * 1e6
+        EXTRA["write_p99_us"] = writes[int(len(writes) * 0.99)] * 1e6
     return ok, failed
+
+
+async def ours_journal(emu: RunningEmulator, n: int) -> tuple[int, int]:
+    return await ours(emu, n, "journal")
+
+
+async def ours_webhooks(emu: RunningEmulator, n: int) -> tuple[int, int]:
+    return await ours(emu, n, "webhooks")
 
 
 async def official(emu: RunningEmulator, n: int) -> tuple[int, int]:
@@ -115,7 +187,13 @@ async def naive(emu: RunningEmulator, n: int) -> tuple[int, int]:
     return ok, n - ok
 
 
-CLIENTS = {"replicate_async": ours, "replicate (official)": official, "naive aiohttp": naive}
+CLIENTS = {
+    "replicate_async": ours,
+    "replicate_async + journal": ours_journal,
+    "replicate_async + webhooks": ours_webhooks,
+    "replicate (official)": official,
+    "naive aiohttp": naive,
+}
 
 
 def child(name: str, url: str, token: str, n: int) -> None:
@@ -125,7 +203,7 @@ def child(name: str, url: str, token: str, n: int) -> None:
     ok, failed = asyncio.run(CLIENTS[name](emu, n))
     wall = time.monotonic() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"wall": wall, "ok": ok, "failed": failed, "peak_mb": peak_mb}))
+    print(json.dumps({"wall": wall, "ok": ok, "failed": failed, "peak_mb": peak_mb, **EXTRA}))
 
 
 # -- the parent: a fresh emulator per client, its counts, the table -----------------------
@@ -185,10 +263,12 @@ def _child_baseline() -> float:
     return float(out.stdout.strip())
 
 
-def main(n: int, peers: int) -> None:
+def main(n: int, peers: int, only: list[str] | None) -> None:
     rows = []
     for name in CLIENTS:
-        size = n if name == "replicate_async" else peers
+        if only and name not in only:
+            continue
+        size = n if name.startswith("replicate_async") else peers
         print(f"running {name} with {size} predictions...", flush=True)
         rows.append((name, measure(name, size)))
     print(
@@ -196,17 +276,26 @@ def main(n: int, peers: int) -> None:
         f"model {RUN_TIMES[0]:g}-{RUN_TIMES[1]:g} s\n"
     )
     print(
-        "| client | predictions | ok | failed | wall s | ideal s | vs ideal | creates sent "
-        "| 429s | GETs / completed | peak RSS MB (imports alone) |"
+        "| client | predictions | ok | failed | wall s | ideal s | vs ideal | creates/s "
+        "| creates sent | 429s | GETs / completed | peak RSS MB (imports alone) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
         per = r["gets"] / r["ok"] if r["ok"] else float("nan")
+        rate = f"{r['creates_per_s']:.1f}" if "creates_per_s" in r else "-"
         print(
             f"| {name} | {r['n']:,} | {r['ok']:,} | {r['failed']:,} | {r['wall']:.1f} | "
-            f"{r['ideal']:.1f} | {r['wall'] / r['ideal']:.3f}x | {r['creates']:,} | "
+            f"{r['ideal']:.1f} | {r['wall'] / r['ideal']:.3f}x | {rate} | {r['creates']:,} | "
             f"{r['throttled']:,} | {per:.3f} | {r['peak_mb']:.0f} ({r['baseline_mb']:.0f}) |"
         )
+    for name, r in rows:
+        if "journal_writes" in r:
+            print(
+                f"\n{name}: {r['journal_writes']:,} journal records; each awaited by the job "
+                f"median {r['journal_p50_us']:.0f} us, p99 {r['journal_p99_us']:.0f} us; "
+                f"the write itself median {r['write_p50_us']:.0f} us, "
+                f"p99 {r['write_p99_us']:.0f} us"
+            )
 
 
 if __name__ == "__main__":
@@ -216,5 +305,8 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--n", type=int, default=10_000, help="predictions for ours")
         parser.add_argument("--peers", type=int, default=1_000, help="for the others")
+        parser.add_argument(
+            "--only", action="append", choices=list(CLIENTS), help="run only these (repeat)"
+        )
         args = parser.parse_args()
-        main(args.n, args.peers)
+        main(args.n, args.peers, args.only)

@@ -174,6 +174,7 @@ class Emulator(AsyncClosing):
             traffic=Traffic(),
             faults=Faults(Chaos(chaos, chaos_seed) if chaos else None),
             delivery=DeliverySettings(),
+            webhooks=self._webhooks,
         )
         self._runners: list[web.AppRunner] = []
 

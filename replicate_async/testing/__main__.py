@@ -73,6 +73,7 @@ def _describe(emu: Emulator) -> dict[str, Any]:
         "ca_bundle": emu.ca_bundle if tls else None,
         "models": emu.models,
         "deployments": sorted(emu.catalog.deployments),
+        "webhook_secret": emu.webhook_secret,
     }
 
 
@@ -96,6 +97,7 @@ async def _serve(args: argparse.Namespace) -> None:
         chaos_seed=args.chaos_seed,
         tls=_TLS[args.tls],
         username=args.username,
+        webhook_retry_scale=args.webhook_retry_scale,
     ) as emu:
         for path in args.models:
             _load_models(emu, path)
@@ -118,6 +120,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 print(f"  export SSL_CERT_FILE={info['ca_bundle']}  # Python, curl, OpenSSL")
                 print(f"  export NODE_EXTRA_CA_CERTS={info['ca_file']}  # Node")
             print(f"  request counts: curl {emu.root_url}/_emulator/stats")
+            print(f"  webhook deliveries: curl {emu.root_url}/_emulator/webhooks")
             print("Models: " + ", ".join(emu.models))
             print("Ctrl-C to stop.", flush=True)
         await stop.wait()
@@ -180,6 +183,12 @@ def main(argv: list[str] | None = None) -> None:
         "--chaos", type=float, default=0.0, help="share of requests (0-1) that meet a random fault"
     )
     parser.add_argument("--chaos-seed", type=int, default=None, help="repeat a chaos run")
+    parser.add_argument(
+        "--webhook-retry-scale",
+        type=float,
+        default=1.0,
+        help="scale the waits between webhook retries (0.5, 1, 2, 4, 8 s)",
+    )
     args = parser.parse_args(argv)
     if args.page_size < 1:
         parser.error("--page-size must be at least 1")

@@ -39,6 +39,7 @@ from ._http import (
 from ._jobs import InputError, Job, ModelSpec
 from ._limits import throttled_detail
 from ._schema import validate_body
+from ._webhooks import WebhookFaults
 from ._wire import parse_time
 
 __all__ = ["build_api_app"]
@@ -417,6 +418,42 @@ async def all_predictions(request: web.Request) -> web.Response:
     )
 
 
+async def webhook_deliveries(request: web.Request) -> web.Response:
+    """Every webhook delivery attempt (emulator-only): for checks from any language."""
+    return json_reply(
+        [
+            {
+                "prediction_id": d.prediction_id,
+                "event": d.event,
+                "url": d.url,
+                "webhook_id": d.webhook_id,
+                "timestamp": d.timestamp,
+                "attempt": d.attempt,
+                "status": d.status,
+                "error": d.error,
+                "body": d.payload,
+            }
+            for d in request.app[STATE].webhooks.deliveries
+        ]
+    )
+
+
+async def set_webhook_faults(request: web.Request) -> web.Response:
+    """``{"drop": 0.1, "repeat": 0, "reorder": 0, "seed": 1}``: what ``emu.webhook_faults`` does."""
+    body = await read_json(request)
+    if isinstance(body, web.Response):
+        return body
+    unknown = set(body) - {"drop", "repeat", "reorder", "seed"}
+    try:
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}: use drop, repeat, reorder, seed")
+        faults = WebhookFaults(**body)
+    except (TypeError, ValueError) as error:
+        return problem(400, str(error), "Invalid webhook faults")
+    request.app[STATE].webhooks.faults = faults
+    return json_reply({"drop": faults.drop, "repeat": faults.repeat, "reorder": faults.reorder})
+
+
 def build_api_app(state: State) -> web.Application:
     """The API application, every route under ``/v1``."""
     app = web.Application(middlewares=[_middleware])
@@ -438,5 +475,7 @@ def build_api_app(state: State) -> web.Application:
     add_file_routes(app)
     r.add_get("/_emulator/stats", stats)
     r.add_get("/_emulator/predictions", all_predictions)
+    r.add_get("/_emulator/webhooks", webhook_deliveries)
+    r.add_post("/_emulator/webhook-faults", set_webhook_faults)
     r.add_route("*", "/{tail:.*}", fallback)
     return app

@@ -24,6 +24,7 @@ from ._outputs import OutputStore
 from ._schema import InputProblem
 from ._state import DeliverySettings, EmulatorConfig, Fault, Faults, Hosts, Traffic
 from ._uploads import UploadStore
+from ._webhooks import Webhooks
 
 __all__ = [
     "STATE",
@@ -66,6 +67,7 @@ class State:
     traffic: Traffic
     faults: Faults
     delivery: DeliverySettings
+    webhooks: Webhooks
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

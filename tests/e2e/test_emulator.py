@@ -311,6 +311,8 @@ def test_the_command_line_prints_json_and_takes_models_deployments_and_page_size
             str(models),
             "--deployment",
             "acme/echoes=emulator/echo",
+            "--webhook-retry-scale",
+            "0.1",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -322,6 +324,7 @@ def test_the_command_line_prints_json_and_takes_models_deployments_and_page_size
         assert set(info) >= {"url", "token", "stream_url", "delivery_url", "ca_file", "ca_bundle"}
         assert {"acme/shout", "acme/poem", "acme/thumbnails"} <= set(info["models"])
         assert info["deployments"] == ["acme/echoes", "acme/shouter"]
+        assert info["webhook_secret"].startswith("whsec_")
 
         async def use() -> None:
             import ssl

@@ -14,6 +14,7 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -371,3 +372,49 @@ async def test_a_receiver_mounted_in_an_app_behind_a_proxy(emulator: Emulator) -
     finally:
         await proxy_runner.cleanup()
         await runner.cleanup()
+
+
+async def test_the_example_job_completes_by_webhook_and_resumes_without_repeats(
+    tmp_path: Path,
+) -> None:
+    from examples.webhook_job import main, parse
+
+    out = tmp_path / "results.jsonl"
+    args = parse(["--count", "30", "--out", str(out), "--token", "", "--grace", "5"])
+    assert await main(args) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(line["index"] for line in lines) == list(range(30))
+    assert all(line["output"] == f"item {line['index']}" for line in lines)
+    # Run again: the journal says all of it was taken, so nothing is written twice.
+    assert await main(args) == 0
+    assert len(out.read_text().splitlines()) == 30
+
+
+async def test_other_languages_see_deliveries_and_set_faults_over_http(
+    client: AsyncReplicate, emulator: Emulator, sink: Sink
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{emulator.root_url}/_emulator/webhook-faults", json={"drop": 1.0, "seed": 1}
+        ) as reply:
+            assert reply.status == 200
+        async with http.post(
+            f"{emulator.root_url}/_emulator/webhook-faults", json={"drop": 2}
+        ) as reply:
+            assert reply.status == 400
+            assert "drop must be a share from 0 to 1" in (await reply.json())["detail"]
+        prediction = await client.models.predictions.create(
+            "emulator/echo",
+            input={"text": "x"},
+            webhook=sink.url,
+            webhook_events_filter=["completed"],
+        )
+        await client.predictions.wait(prediction)
+        await settle(emulator, 1)
+        async with http.get(f"{emulator.root_url}/_emulator/webhooks") as reply:
+            deliveries = await reply.json()
+    assert sink.got == []  # dropped, as asked
+    assert [(d["event"], d["status"], d["error"]) for d in deliveries] == [
+        ("completed", None, "dropped by webhook_faults")
+    ]
+    assert deliveries[0]["body"]["id"] == prediction.id
