@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from ssl import SSLContext
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,7 +26,7 @@ from ._version import __version__
 from ._watch import wait_for
 from .errors import ValidationError, keep_secret, prediction_error
 from .fanout import Progress, RunMany
-from .files import decode_output
+from .files import FileOutput, decode_output
 from .journal import Journal
 from .limiter import RateLimiter
 from .protocol.creates import Claims, CreateOptions
@@ -48,6 +48,7 @@ from .resources import (
 )
 from .streaming import PredictionStream, StreamPolicy
 from .types import Prediction, SearchResults
+from .use import DEFAULT_TTL, RemoteModel, SchemaCache
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -162,6 +163,7 @@ class AsyncReplicate(AsyncClosing):
         self._janitor = janitor = Janitor(core, claims)
         self._creator = creator = Creator(core, poller, janitor, claims)
 
+        self._schemas = SchemaCache(core)
         self.predictions = Predictions(core, creator, poller, janitor)
         self.models = Models(self._session, creator)
         self.deployments = Deployments(self._session, creator)
@@ -236,6 +238,7 @@ class AsyncReplicate(AsyncClosing):
         timeout: float | None = None,
         cancel_on_exit: bool = True,
         webhook: str | Receiver | None = None,
+        output_schema: str | None = None,
         **options: Unpack[RunArgs],
     ) -> Any:
         """Run a model and return its output.
@@ -251,14 +254,22 @@ class AsyncReplicate(AsyncClosing):
         create; ``webhook`` a :class:`Receiver` waits for the webhook instead of polling
         (polling only if it is later than the receiver's ``grace``). If the awaiting task
         is cancelled, the prediction is cancelled too (in the background, without
-        delaying the caller), unless ``cancel_on_exit=False``.
+        delaying the caller), unless ``cancel_on_exit=False``. ``output_schema="auto"``
+        decodes the output by the version's ``Output`` schema (files only where it says
+        ``format: uri``; other strings stay strings, even URL-like ones), fetched once per
+        model as :meth:`use` does; by default every URL-like string becomes a file.
 
         Raises :class:`PredictionFailed` or :class:`PredictionCanceled` if it ends badly.
         """
         target = parse_ref(ref)
+        if output_schema not in (None, "auto"):
+            raise ValueError(f'output_schema must be None or "auto", got {output_schema!r}')
         receiver = webhook if isinstance(webhook, Receiver) else None
         options.setdefault("wait", receiver is None)
         create = CreateOptions(input=input, **_with_webhook(webhook, dict(options)))
+        plan = None
+        if output_schema == "auto":
+            plan = (await self._schemas.get(ref, DEFAULT_TTL)).schema.output_plan()
         if receiver is not None:
             await receiver.attach(self)
         prediction = await self._creator.create(
@@ -273,7 +284,34 @@ class AsyncReplicate(AsyncClosing):
                 janitor=self._janitor if cancel_on_exit else None,
                 quiet=0.0 if receiver is None else receiver.grace,
             )
+        if plan is not None and use_file_output:
+            error = prediction_error(prediction)
+            if error is not None:
+                raise error
+            session = self._session
+            return plan.decode(prediction.output, lambda url: FileOutput(url, session))
         return self.output_of(prediction, use_file_output=use_file_output)
+
+    @overload
+    def use(self, ref: str, *, ttl: float = DEFAULT_TTL) -> RemoteModel[Any]: ...
+
+    @overload
+    def use(self, ref: str, *, output: type[T], ttl: float = DEFAULT_TTL) -> RemoteModel[T]: ...
+
+    def use(
+        self, ref: str, *, output: type[Any] | None = None, ttl: float = DEFAULT_TTL
+    ) -> RemoteModel[Any]:
+        """A model as an async function: ``await client.use("owner/name")(prompt=...)``.
+
+        No request until its first call, which fetches the model's schema once for this
+        client (kept ``ttl`` seconds for ``owner/name``; for good for
+        ``owner/name:version``). Calls check their input against it before any request
+        and decode the output by it (see :mod:`replicate_async.use`). ``output`` states
+        the output's type for type checkers (``output=list[FileOutput]``); it is not
+        checked at run time.
+        """
+        del output  # a static hint only
+        return RemoteModel(self, ref, self._schemas, ttl=ttl)
 
     def stream(
         self,

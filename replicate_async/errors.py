@@ -56,6 +56,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "CreateOutcomeUnknownError",
+    "InputValidationError",
     "MalformedResponseError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -177,6 +178,31 @@ class PayloadTooLargeError(APIError):
 
 class ValidationError(APIError):
     """422: the input or the target does not validate."""
+
+
+class InputValidationError(ValidationError):
+    """The input breaks the model's schema, found before any request (``client.use``).
+
+    ``problems`` lists each bad field and what it takes; the message lists them all.
+    """
+
+    problems: list[Any]
+
+    def __init__(self, message: str, *, problems: list[Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.problems = list(problems or [])
+
+    @classmethod
+    def of(cls, label: str, problems: list[Any]) -> InputValidationError:
+        """The error for ``problems`` (each with ``field`` and ``message``) of ``label``."""
+        count = len(problems)
+        lines = "\n".join(f"  - {p.field}: {p.message}" for p in problems)
+        noun = "input is" if count == 1 else "inputs are"
+        return cls(
+            f"{count} {noun} not what {label} takes (checked against its schema; nothing "
+            f"was sent):\n{lines}\nPass validate=False to send it anyway.",
+            problems=problems,
+        )
 
 
 class RateLimitError(APIError):

@@ -586,6 +586,18 @@ async def _read_small(read: Callable[[int], Awaitable[bytes]], name: str) -> byt
     return b"".join(parts)
 
 
+def looks_like_file(value: Any) -> bool:
+    """Whether an input value is a local file the client would upload, untouched.
+
+    A path, bytes, a binary file object or an aiofiles handle.
+    """
+    if isinstance(value, (str, int, float, bool, list, tuple, dict)) or value is None:
+        return False
+    if isinstance(value, (os.PathLike, bytes, bytearray, memoryview)):
+        return True
+    return _is_async_file(value) or isinstance(value, io.IOBase) or hasattr(value, "read")
+
+
 async def as_file_input(value: Any) -> FileInput | None:
     """A :class:`FileInput` for a file-like input value, None for anything else.
 

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from replicate_async import AsyncReplicate, PollPolicy, RateLimits, Receiver
+from replicate_async import AsyncReplicate, PollPolicy, Prediction, RateLimits, Receiver
 from replicate_async.testing import Emulator, RunContext
 from replicate_async.webhooks import verify
 from tests.conftest import FAST_POLLING
@@ -77,6 +77,17 @@ async def settle(emulator: Emulator, count: int, within: float = 10.0) -> None:
     while len(emulator.webhook_deliveries) < count and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)  # deliveries are the emulator's tasks: nothing to await
     await asyncio.sleep(0.05)
+
+
+async def echo_completed(client: AsyncReplicate, sink: Sink) -> Prediction:
+    """Run emulator/echo with a webhook for its completion to ``sink``; its end."""
+    prediction = await client.models.predictions.create(
+        "emulator/echo",
+        input={"text": "x"},
+        webhook=sink.url,
+        webhook_events_filter=["completed"],
+    )
+    return await client.predictions.wait(prediction)
 
 
 # -- what the emulator sends ----------------------------------------------------------------
@@ -136,13 +147,7 @@ async def test_a_failed_delivery_is_retried_with_backoff(emulator: Emulator, sin
     emulator._webhooks.retry_scale = 0.05  # 25, 50, 100 ms ...
     sink.answers = [500, 503]
     async with AsyncReplicate(emulator.token, emulator.url, polling=FAST_POLLING) as client:
-        prediction = await client.models.predictions.create(
-            "emulator/echo",
-            input={"text": "x"},
-            webhook=sink.url,
-            webhook_events_filter=["completed"],
-        )
-        await client.predictions.wait(prediction)
+        await echo_completed(client, sink)
     await settle(emulator, 3)
     attempts = [(d.attempt, d.status) for d in emulator.webhook_deliveries]
     assert attempts == [(1, 500), (2, 503), (3, 200)]
@@ -403,13 +408,7 @@ async def test_other_languages_see_deliveries_and_set_faults_over_http(
         ) as reply:
             assert reply.status == 400
             assert "drop must be a share from 0 to 1" in (await reply.json())["detail"]
-        prediction = await client.models.predictions.create(
-            "emulator/echo",
-            input={"text": "x"},
-            webhook=sink.url,
-            webhook_events_filter=["completed"],
-        )
-        await client.predictions.wait(prediction)
+        prediction = await echo_completed(client, sink)
         await settle(emulator, 1)
         async with http.get(f"{emulator.root_url}/_emulator/webhooks") as reply:
             deliveries = await reply.json()
