@@ -4,6 +4,7 @@ from ._transport import Timeouts
 from ._version import __version__
 from .client import AsyncReplicate, ClientConfig
 from .errors import (
+    InputValidationError,
     PredictionCanceled,
     PredictionFailed,
     RateLimitError,
@@ -33,6 +34,7 @@ from .types import (
     Version,
     WebhookSecret,
 )
+from .use import OutputIterator, RemoteModel, Run
 
 __all__ = [
     "Account",
@@ -43,9 +45,11 @@ __all__ = [
     "File",
     "FileOutput",
     "Hardware",
+    "InputValidationError",
     "Journal",
     "JournalError",
     "Model",
+    "OutputIterator",
     "Page",
     "PollPolicy",
     "Prediction",
@@ -57,8 +61,10 @@ __all__ = [
     "RateLimiter",
     "RateLimits",
     "Receiver",
+    "RemoteModel",
     "ReplicateError",
     "RetryPolicy",
+    "Run",
     "RunResult",
     "SavedFile",
     "ServerSentEvent",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m replicate_async run|predictions|demo``."""
+"""Command line: ``python -m replicate_async run|predictions|models signature|demo``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ async def _run(args: argparse.Namespace) -> None:
     async with AsyncReplicate() as client:
         output = await client.run(args.ref, input=_parse_inputs(args.input))
         print(json.dumps(_jsonable(output), indent=2))
+
+
+async def _models(args: argparse.Namespace) -> None:
+    async with AsyncReplicate() as client:
+        print(await client.use(args.ref).signature())
 
 
 async def _predictions(args: argparse.Namespace) -> None:
@@ -139,12 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     preds.add_argument("action", choices=["get", "cancel", "wait", "list"])
     preds.add_argument("id", nargs="?")
     preds.add_argument("--limit", type=int, default=20)
+    models = sub.add_parser("models", help="about models: their signature")
+    models.add_argument("action", choices=["signature"])
+    models.add_argument("ref", help="owner/name or owner/name:version")
     demo = sub.add_parser("demo", help="show the library at work against the built-in emulator")
     demo.add_argument("--out", help="directory for the demo's output file (default: a temp dir)")
     args = parser.parse_args(argv)
     if args.command == "predictions" and args.action != "list" and not args.id:
         parser.error(f"predictions {args.action} needs a prediction id")
-    handler = {"run": _run, "predictions": _predictions, "demo": _demo}[args.command]
+    handlers = {"run": _run, "predictions": _predictions, "models": _models, "demo": _demo}
+    handler = handlers[args.command]
     try:
         asyncio.run(handler(args))
     except (ReplicateError, ValueError) as exc:

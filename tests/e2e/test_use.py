@@ -188,3 +188,29 @@ async def test_bad_refs_are_refused_at_once(client: AsyncReplicate) -> None:
         client.use("owner/name:")
     with pytest.raises(ValueError, match="output_schema"):
         await client.run("emulator/echo", {"text": "x"}, output_schema="guess")
+
+
+async def test_the_command_line_prints_a_models_signature(emulator: Emulator) -> None:
+    import os
+    import sys
+
+    env = {**os.environ, "REPLICATE_API_TOKEN": emulator.token, "REPLICATE_BASE_URL": emulator.url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "replicate_async",
+        "models",
+        "signature",
+        "emulator/images",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert out.decode().splitlines() == [
+        "emulator/images(",
+        "    num_outputs: int = 1 (>= 0)  # How many files.",
+        "    size_bytes: int = 1024 (>= 0)  # Bytes in each file.",
+        ") -> list[FileOutput]",
+    ]

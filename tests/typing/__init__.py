@@ -1,0 +1,1 @@
+"""Static type checks of the public API, run by mypy (see .ci/run)."""
