@@ -279,13 +279,44 @@ class Run(Generic[T]):
         self.prediction = await self._client.predictions.cancel(self.prediction.id)
         return self.prediction
 
-    def watch(self, timeout: float | None = None) -> PredictionWatch:
-        """Each new state (status, output or logs changed), ending at a terminal one."""
-        return PredictionWatch(self._poller, self.prediction, timeout=timeout)
+    def watch(self, timeout: float | None = None) -> _RunWatch:
+        """Each new state (status, output or logs changed), ending at a terminal one.
+
+        ``run.prediction`` (and ``run.logs``) follow the states as they come.
+        """
+        return _RunWatch(self, PredictionWatch(self._poller, self.prediction, timeout=timeout))
 
     @property
     def _poller(self) -> Poller:
         return self._client._poller
+
+
+class _RunWatch:
+    """A :class:`PredictionWatch` that keeps its run's latest state up to date."""
+
+    __slots__ = ("_run", "_watch")
+
+    def __init__(self, run: Run[Any], watch: PredictionWatch) -> None:
+        self._run = run
+        self._watch = watch
+
+    def __aiter__(self) -> _RunWatch:
+        return self
+
+    async def __anext__(self) -> Prediction:
+        state = await self._watch.__anext__()
+        self._run.prediction = state
+        return state
+
+    async def aclose(self) -> None:
+        """Stop watching (the prediction goes on)."""
+        await self._watch.aclose()
+
+    async def __aenter__(self) -> _RunWatch:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class OutputIterator(Generic[T]):

@@ -185,7 +185,7 @@ def describe(schema: Mapping[str, Any]) -> str:
 class ModelSchema:
     """The inputs and output of one model version, from its OpenAPI document."""
 
-    __slots__ = ("_validators", "fields", "input", "label", "output", "required")
+    __slots__ = ("_names", "_validators", "fields", "input", "label", "output", "required")
 
     def __init__(self, openapi: Mapping[str, Any] | None, *, label: str = "this model") -> None:
         self.label = label
@@ -211,6 +211,7 @@ class ModelSchema:
         #: the inputs, in the model's order: name to its (resolved) schema
         self.fields: dict[str, dict[str, Any]] = dict(ordered)
         self.required: tuple[str, ...] = tuple((self.input or {}).get("required") or ())
+        self._names = ", ".join(self.fields) or "none"
         self._validators: dict[str, Callable[[Any], Any]] = {}
 
     @property

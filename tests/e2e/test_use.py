@@ -139,6 +139,7 @@ async def test_a_run_handle(client: AsyncReplicate, emulator: Emulator) -> None:
             states.append(state.status)
             if state.status == "processing":
                 break
+    assert run.prediction.status == "processing"  # the handle follows what it watched
     canceled = await run.cancel()
     assert canceled.status == "canceled"
     with pytest.raises(Exception, match="canceled"):
