@@ -290,6 +290,7 @@ class Emulator(AsyncClosing):
         version: str | None = None,
         visibility: str = "public",
         readme: str | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> ModelSpec:
         """Serve ``fn(input, ctx)`` as model ``owner/name``; returns its spec (``.version``).
 
@@ -304,6 +305,8 @@ class Emulator(AsyncClosing):
         (iterators: text; files: a file stream). ``streams=True`` / ``files=True`` say the
         same without a declared output. Registering the ref again replaces its version;
         another ``version`` id adds one (the newest is what ``owner/name`` runs).
+        ``schema`` publishes that OpenAPI document as the version's schema instead of the
+        one made from the declarations (a recorded one, to test a client against it).
         """
         owner, sep, name = ref.partition("/")
         if not sep or not owner or not name or "/" in name:
@@ -320,6 +323,7 @@ class Emulator(AsyncClosing):
             streams=streams,
             files=files,
             version=version or "",
+            schema=schema,
         )
         facts: dict[str, Any] = {"visibility": visibility}
         if readme is not None:

@@ -66,6 +66,8 @@ class ModelSpec:
     name to type, or ``Any``). Both become the version's Cog schema. A model can stream
     when its output is an iterator (a text stream) or holds files (a file stream);
     ``streams`` and ``files`` say so for a model that declares no output.
+    ``schema`` publishes a given OpenAPI document instead (a recorded one, say); the
+    emulator then checks inputs only as ``inputs`` declares.
     """
 
     owner: str
@@ -79,6 +81,7 @@ class ModelSpec:
     version: str = ""
     created_at: datetime = attrs.field(factory=_now)
     cog_version: str = "0.16.9"
+    schema: dict[str, Any] | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.version:
@@ -101,6 +104,8 @@ class ModelSpec:
 
     def openapi_schema(self) -> dict[str, Any]:
         """The Cog schema of this version (``GET .../versions/{id}``)."""
+        if self.schema is not None:
+            return self.schema
         schema: dict[str, Any] = jsonb_order(cog_schema(self.ref, self.inputs, self.output))
         return schema
 

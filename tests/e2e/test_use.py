@@ -215,3 +215,46 @@ async def test_the_command_line_prints_a_models_signature(emulator: Emulator) ->
         "    size_bytes: int = 1024 (>= 0)  # Bytes in each file.",
         ") -> list[FileOutput]",
     ]
+
+
+async def test_recorded_schemas_served_by_the_emulator_refuse_bad_inputs_unsent(
+    client: AsyncReplicate, emulator: Emulator
+) -> None:
+    import json
+
+    from tests.conftest import PAYLOADS
+
+    def recorded(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((PAYLOADS / "recorded" / name).read_text())
+        return data["openapi_schema"]
+
+    def draw(input: dict[str, Any], ctx: RunContext) -> list[str]:
+        return [ctx.file(f"out-{i}.png", 8) for i in range(int(input.get("num_outputs", 1)))]
+
+    def chat(input: dict[str, Any], ctx: RunContext) -> list[str]:
+        for word in ("https://example.com", " is", " a site"):
+            ctx.emit(word)
+        return ["https://example.com", " is", " a site"]
+
+    emulator.add_model("me/sdxl", draw, schema=recorded("version.get.200.sdxl.json"), files=True)
+    emulator.add_model(
+        "me/llama", chat, schema=recorded("version.get.200.llama-2-70b-chat.json"), streams=True
+    )
+    sdxl, llama = client.use("me/sdxl"), client.use("me/llama")
+    for bad in (
+        {"promt": "x"},
+        {"width": "wide"},
+        {"num_outputs": 9},
+        {"scheduler": "FAST"},
+        {"prompt": Path(__file__)},
+    ):
+        with pytest.raises(InputValidationError):
+            await sdxl(bad)
+    with pytest.raises(InputValidationError, match="prompt: required"):
+        await llama(temperature=0.5)
+    assert emulator.count(*CREATES) == 0
+    images = await sdxl(prompt="a corgi", num_outputs=2, scheduler="DDIM")
+    assert [type(image) for image in images] == [FileOutput, FileOutput]
+    text = await llama(prompt="a URL?")
+    assert [chunk async for chunk in text] == ["https://example.com", " is", " a site"]
+    assert await text.text() == "https://example.com is a site"  # text, never a file
