@@ -188,8 +188,10 @@ class Creator:
         session, claims = self._session, self.claims
         first = min(at for at, _ in sent.values())
         last = max(at for at, _ in sent.values())
-        # A create can still be on its way into the server for a moment after it left.
-        await session.sleep(max(0.0, last + sum(_RECOVERY_WAITS) - session.timing.wall()))
+        # A create can still be on its way into the server for a moment after it left
+        # (capped: a journal written by a machine whose clock ran ahead must not hang).
+        settle = sum(_RECOVERY_WAITS)
+        await session.sleep(min(settle, max(0.0, last + settle - session.timing.wall())))
         since = session.clock.since(_utc(first))
         owned = _Owned(self.claims, claimed)
         windows = {key: session.clock.since(_utc(at)) for key, (at, _) in sent.items()}
@@ -198,8 +200,12 @@ class Creator:
         try:
             params = {"created_after": since.isoformat()}
             pager = list_pages(session, target.list_path, cls, params=params)
+            # The latest sent first: each takes the newest match its window allows, so
+            # that identical inputs sent at different times each find their own.
+            order = sorted(sent, key=lambda key: sent[key][0], reverse=True)
             while (page := await self._page(pager)) is not None:
-                for key, (_, job_input) in sent.items():
+                for key in order:
+                    job_input = sent[key][1]
                     if key in found:
                         continue
                     body = {"input": dict(job_input)}

@@ -12,7 +12,7 @@ polling only those whose webhook is late.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import attrs
@@ -198,31 +198,65 @@ class Job:
             )
         except CreateOutcomeUnknownError:
             raise  # it may exist: the next run looks for it
+        except asyncio.CancelledError:
+            if recorded and self.cancel_on_exit:
+                # The job stops and cancels what its create made (found and cancelled in
+                # the background): the next run makes it again.
+                _detached(journal.nothing(index))
+            raise
         except ReplicateError:
             if recorded:
                 # Refused (a 422, a 402, throttled past retries): provably nothing was
                 # made, and the next run creates it without looking.
-                await asyncio.shield(journal.nothing(index))
+                await _shielded(journal.nothing(index))
             raise
         # Recorded before anything waits on it: a death from here on leaves its id.
-        await asyncio.shield(journal.created(index, prediction.id))
+        await _shielded(journal.created(index, prediction.id))
         return prediction
 
     async def _finish(
         self, prediction: Prediction, *, quiet: float, index: int | None = None
     ) -> tuple[Prediction, Any]:
         if not prediction.done:
-            prediction = await wait_for(
-                self._poller,
-                prediction,
-                key=self.target.label,
-                timeout=self.timeout,
-                janitor=self._janitor if self.cancel_on_exit else None,
-                quiet=quiet,
-            )
+            try:
+                prediction = await wait_for(
+                    self._poller,
+                    prediction,
+                    key=self.target.label,
+                    timeout=self.timeout,
+                    janitor=self._janitor if self.cancel_on_exit else None,
+                    quiet=quiet,
+                )
+            except asyncio.CancelledError:
+                if self.journal is not None and index is not None and self.cancel_on_exit:
+                    # The job cancels it on the way out: the next run must make it
+                    # again, not collect a canceled prediction.
+                    _detached(self.journal.nothing(index))
+                raise
         if self.journal is not None and index is not None:
             await self.journal.done(index, _record(prediction))
         return prediction, self.output_of(prediction)
+
+
+def _shielded(write: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+    """A journal write that finishes even if its caller is cancelled meanwhile."""
+    return asyncio.shield(_detached(write))
+
+
+def _detached(write: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A journal write of its own: it starts before the calling task can end.
+
+    (Its outcome is read here, so that a write that could no longer land, the journal
+    having closed, is not reported as an exception nobody retrieved.)
+    """
+    task = asyncio.ensure_future(write)
+    task.add_done_callback(_retrieve)
+    return task
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _record(prediction: Prediction) -> dict[str, Any]:

@@ -139,6 +139,11 @@ class Poller:
         """Learn a model's run time from a prediction that finished without being polled."""
         self._planner.learn(key, prediction)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the client it polls for was closed."""
+        return self._closed
+
     def attach_source(self, source: Callable[[str], Prediction | None]) -> None:
         """Ask ``source(id)`` for news of each prediction waited for from now on.
 

@@ -24,6 +24,7 @@ from collections.abc import (
     Mapping,
     Sized,
 )
+from types import TracebackType
 from typing import Any, Protocol
 
 import attrs
@@ -379,20 +380,57 @@ class RunMany(AsyncClosing):
             task.cancel()
         self._connections.close_all()
         if self._hooks is not None:
-            self._hooks.close()
+            self._close_hooks_after(list(self._pending), self._hooks)
+
+    @staticmethod
+    def _close_hooks_after(tasks: list[asyncio.Future[Any]], hooks: JobHooks) -> None:
+        """Close the journal once the cancelled tasks have wound down.
+
+        Their last journal writes (a create's id, on the way out) must land first: each
+        starts its write before its task ends, and the journal closes after writes in
+        flight.
+        """
+        left = [t for t in tasks if not t.done()]
+        if not left:
+            hooks.close()
+            return
+        count = len(left)
+
+        def one_done(_: asyncio.Future[Any]) -> None:
+            nonlocal count
+            count -= 1
+            if count == 0:
+                hooks.close()
+
+        for task in left:
+            task.add_done_callback(one_done)
 
     async def aclose(self) -> None:
         """Stop, cancelling what is still running, and wait for it to wind down.
 
-        The result last handed out counts as taken (the caller broke out after it).
+        (With a journal, the result last handed out is not counted as taken: leaving
+        ``async with`` without an error is what says the caller is done with it.)
         """
-        if self._hooks is not None and not self._ready:
-            with contextlib.suppress(Exception):  # closing must not fail on a full disk
-                await self._hand_back()
-        self._abort()
-        pending, self._pending = list(self._pending), {}
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            self._abort()
+        finally:
+            pending, self._pending = list(self._pending), {}
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None and self._hooks is not None and not self._closed:
+                # Left normally (a break, or the end): done with the result it held.
+                with contextlib.suppress(Exception):  # a full disk must not mask the exit
+                    await self._hand_back()
+        finally:
+            await self.aclose()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit

@@ -14,7 +14,8 @@ created twice:
     {"i":0,"id":"qv2kx7..."}                              it was created: this prediction
     {"i":0,"done":{"id":"qv2kx7...","status":"succeeded","output":...}}   its end
     {"i":0,"taken":true}                                  the caller took the result
-    {"i":3,"none":true}                 the create was refused (a 422, say): nothing made
+    {"i":3,"none":true}    nothing stands: the create was refused (a 422), or the job
+                           canceled the prediction when stopped: created again next run
 
 ``fp`` is a fingerprint of the input (sha256 of its canonical JSON; files by path or
 content digest), so a journal that does not belong to the job is refused instead of
@@ -40,6 +41,7 @@ over again. Delivery to the caller is at least once; creation exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -117,6 +119,8 @@ class Journal:
         self.entries: dict[int, JournalEntry] = {}
         self._lock = threading.Lock()
         self._fd = -1
+        self._writing = 0  # appends in flight: close() waits for them to land
+        self._closing = False
         self._ref: str | None = None
 
     def __repr__(self) -> str:
@@ -128,7 +132,14 @@ class Journal:
         """Read what is there, check it is this job's, and start appending."""
         if self._fd >= 0:
             raise JournalError(f"journal {self.path} is already open (one job at a time)")
-        self._fd = await in_writer(self._open_and_read, ref)
+        opening = asyncio.ensure_future(in_writer(self._open_and_read, ref))
+        try:
+            fd = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The thread opens (and locks) the file anyway: close it when it has.
+            opening.add_done_callback(_close_opened)
+            raise
+        self._fd, self._closing = fd, False
         self._ref = ref
 
     def _open_and_read(self, ref: str) -> int:
@@ -197,13 +208,21 @@ class Journal:
             if "sent" in record:
                 entry.sent = float(record["sent"])
                 entry.sent_input = record.get("input")
-            if record.get("none"):
-                entry.sent = entry.sent_input = None
             if "id" in record:
                 entry.id = record["id"]
+                entry.sent_input = None  # needed only to look for a lost create
+            if record.get("none"):
+                # Nothing of it stands (refused, or canceled by the job): create it again.
+                entry.sent = entry.sent_input = entry.id = None
             if "done" in record:
+                if not isinstance(record["done"], dict):
+                    raise JournalError(
+                        f"{self.path}, line {number}, has a result that is not a prediction "
+                        "object; the journal cannot be trusted past it."
+                    )
                 entry.done = record["done"]
                 entry.id = entry.id or record["done"].get("id")
+                entry.sent_input = None
             if record.get("taken"):
                 entry.taken = True
 
@@ -253,14 +272,18 @@ class Journal:
         await self._append(record)
         entry = self.entries.setdefault(index, JournalEntry())
         entry.id = prediction_id
+        entry.sent_input = None
         if fp is not None:
             entry.fp = fp
 
     async def nothing(self, index: int) -> None:
-        """Input ``index``'s create made nothing (it was refused): create it next time."""
+        """Nothing of input ``index`` stands: the next run creates it again.
+
+        Its create was refused, or the job canceled its prediction.
+        """
         await self._append({"i": index, "none": True})
         entry = self.entries.setdefault(index, JournalEntry())
-        entry.sent = entry.sent_input = None
+        entry.sent = entry.sent_input = entry.id = None
 
     async def done(self, index: int, prediction: dict[str, Any]) -> None:
         """Input ``index``'s prediction ended in this state."""
@@ -284,6 +307,7 @@ class Journal:
                 f"cannot record input {record['i']} in {self.path}: {error}. A journaled "
                 "job's inputs must be JSON values (files as paths, bytes or file objects)."
             ) from None
+        self._writing += 1
         try:
             await in_writer(self._write, line.encode())
         except OSError as error:
@@ -292,6 +316,10 @@ class Journal:
                 "stopped rather than act on what it could not record. Free the disk and "
                 "run it again with the same journal."
             ) from None
+        finally:
+            self._writing -= 1
+            if self._closing and not self._writing:
+                self._close_now()
 
     def _write(self, data: bytes) -> None:
         # Under the lock: close() never takes the descriptor from under a write (a closed
@@ -307,12 +335,28 @@ class Journal:
                 os.fsync(self._fd)
 
     def close(self) -> None:
-        """Stop appending (and let another process open it)."""
+        """Stop appending (and let another process open it) once the writes in flight land.
+
+        A line being written when the job stops (a prediction's id, whose create went
+        through) is kept, not lost: the file closes after it.
+        """
+        if self._writing:
+            self._closing = True
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
         with self._lock:
             fd, self._fd = self._fd, -1
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _close_opened(opening: asyncio.Future[int]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        with contextlib.suppress(OSError):
+            os.close(opening.result())
 
 
 def _read_all(fd: int) -> bytes:

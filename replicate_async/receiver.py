@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -66,7 +67,9 @@ class Receiver(AsyncClosing):
     the account's ``whsec_...`` signing secret; by default asked of the API when a
     client attaches. ``tolerance``: the oldest delivery accepted, in seconds (None: no
     check). ``grace``: how long a waited-for prediction is left to its webhook before
-    it is polled (again), in seconds.
+    it is polled (again), in seconds. Memory is bounded: the newest state of at most
+    ``remember`` predictions (and as many webhook-ids), each kept at most ``keep``
+    seconds if no wait takes it.
 
     Use it as ``async with Receiver(...) as receiver:`` (it serves on its own port), or
     mount :meth:`handler` in your own aiohttp app (``app.router.add_post(path,
@@ -83,7 +86,8 @@ class Receiver(AsyncClosing):
         secret: str | None = None,
         tolerance: float | None = 300,
         grace: float = 60.0,
-        remember: int = 100_000,
+        remember: int = 10_000,
+        keep: float = 600.0,
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
@@ -105,7 +109,10 @@ class Receiver(AsyncClosing):
         # The newest state of each prediction a delivery told of, until a wait takes its
         # end; the ends taken (so that a late, older delivery is not news); the
         # webhook-ids seen. Each bounded by ``remember``, oldest forgotten first.
-        self._latest: collections.OrderedDict[str, Prediction] = collections.OrderedDict()
+        self._latest: collections.OrderedDict[str, tuple[Prediction, float]] = (
+            collections.OrderedDict()
+        )
+        self._keep = keep
         self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._pollers: list[Poller] = []
@@ -177,12 +184,16 @@ class Receiver(AsyncClosing):
 
     def latest(self, prediction_id: str) -> Prediction | None:
         """The newest state a delivery brought of a prediction, until a wait took its end."""
-        return self._latest.get(prediction_id)
+        found = self._latest.get(prediction_id)
+        return None if found is None else found[0]
 
     def take(self, prediction_id: str) -> Prediction | None:
         """The newest state known of a prediction; an end is handed out once."""
-        snapshot = self._latest.get(prediction_id)
-        if snapshot is not None and snapshot.done:
+        found = self._latest.get(prediction_id)
+        if found is None:
+            return None
+        snapshot = found[0]
+        if snapshot.done:
             self._forget(prediction_id)
         return snapshot
 
@@ -220,11 +231,19 @@ class Receiver(AsyncClosing):
         self._remember_id(webhook_id)
         self.stats.accepted += 1
         if self._newer(snapshot):
-            self._latest[snapshot.id] = snapshot
+            now = time.monotonic()
+            self._latest[snapshot.id] = (snapshot, now)
             self._latest.move_to_end(snapshot.id)
-            while len(self._latest) > self._remember:
-                self._latest.popitem(last=False)
-            # Every poller hears it; once one of them ends a wait with it, it is spent.
+            # Bounded by count and by age: a state no wait took within ``keep`` seconds
+            # (its wait ended by a poll first, or it is another program's prediction)
+            # is let go.
+            latest = self._latest
+            while latest and (
+                len(latest) > self._remember or now - next(iter(latest.values()))[1] > self._keep
+            ):
+                latest.popitem(last=False)
+            # Every live poller hears it; once one of them ends a wait with it, it is spent.
+            self._pollers = [p for p in self._pollers if not p.closed]
             ended = [poller.push(snapshot) for poller in self._pollers]
             if any(ended):
                 self._forget(snapshot.id)
@@ -239,9 +258,10 @@ class Receiver(AsyncClosing):
         """Whether ``snapshot`` is news beside what is known (deliveries come in any order)."""
         if snapshot.id in self._ended:
             return False  # its end was handed over: nothing after it is news
-        known = self._latest.get(snapshot.id)
-        if known is None:
+        found = self._latest.get(snapshot.id)
+        if found is None:
             return True
+        known = found[0]
         if known.done:
             return False  # an end is final; a late "processing" says nothing new
         if snapshot.done:

@@ -18,13 +18,16 @@ versions never change). Then every call:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._janitor import Janitor
 from ._poller import Poller
 from ._session import Session
 from ._watch import PredictionWatch, wait_for
-from .errors import InputValidationError, prediction_error
+from .errors import InputValidationError, ReplicateError, prediction_error
 from .files import FileOutput, looks_like_file
 from .protocol.refs import model_target, split_owner_name, version_target
 from .protocol.schema import ModelSchema, OutputPlan
@@ -75,11 +78,27 @@ class SchemaCache:
             return entry
         pending = self._fetching.get(ref)
         if pending is None:
-            pending = self._fetching[ref] = asyncio.ensure_future(self._fetch(ref))
-            pending.add_done_callback(lambda _: self._fetching.pop(ref, None))
-        # Shielded: one caller giving up must not cancel the fetch the others wait for.
-        entry = await asyncio.shield(pending)
-        self._entries[ref] = entry
+            pending = self._fetching[ref] = asyncio.ensure_future(self._fetch_and_keep(ref))
+            pending.add_done_callback(self._fetched(ref))
+        try:
+            # Shielded: one caller giving up must not cancel the fetch the others wait for.
+            return await asyncio.shield(pending)
+        except ReplicateError:
+            if entry is not None:
+                return entry  # a refresh failed: the schema it had still serves
+            raise
+
+    def _fetched(self, ref: str) -> Callable[[asyncio.Future[_Entry]], None]:
+        def done(fetch: asyncio.Future[_Entry]) -> None:
+            self._fetching.pop(ref, None)
+            if not fetch.cancelled():
+                fetch.exception()  # read: every caller may have left already
+
+        return done
+
+    async def _fetch_and_keep(self, ref: str) -> _Entry:
+        # Kept here, not by the callers: the fetch is not wasted if they all gave up.
+        entry = self._entries[ref] = await self._fetch(ref)
         return entry
 
     async def _fetch(self, ref: str) -> _Entry:
@@ -162,6 +181,9 @@ class RemoteModel(Generic[T]):
         # Held open (Prefer: wait, as run() does) unless the output streams: a short
         # model's whole answer then comes in the create's reply, with no poll.
         run: Run[T] = await self._create({**(input or {}), **inputs}, validate, hold=True)
+        # This call started it: a caller that gives up (cancelled, timed out, leaves the
+        # stream early) has it cancelled, as client.run() does.
+        run._janitor = self._client._janitor
         if run.plan is not None and run.plan.kind == "iterator":
             result: Any = OutputIterator(run)
             return result  # type: ignore[no-any-return]
@@ -206,13 +228,19 @@ class RemoteModel(Generic[T]):
         it ends.
         """
         given = {**(input or {}), **inputs}
-        return OutputIterator(None, start=lambda: self._create(given, validate, hold=False))
+
+        async def start() -> Run[Any]:
+            run: Run[Any] = await self._create(given, validate, hold=False)
+            run._janitor = self._client._janitor  # started here: cancelled if abandoned
+            return run
+
+        return OutputIterator(None, start=start)
 
 
 class Run(Generic[T]):
     """A prediction started by a :class:`RemoteModel`: its state, output and controls."""
 
-    __slots__ = ("_client", "key", "plan", "prediction")
+    __slots__ = ("_client", "_janitor", "key", "plan", "prediction")
 
     def __init__(
         self,
@@ -228,6 +256,8 @@ class Run(Generic[T]):
         #: how its output is decoded (None: the version publishes no Output schema)
         self.plan = plan
         self.key = key
+        # Set when the call that made it owns it: giving up cancels it then.
+        self._janitor: Janitor | None = None
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, status={self.prediction.status!r})"
@@ -245,7 +275,7 @@ class Run(Generic[T]):
     async def wait(self, timeout: float | None = None) -> Prediction:
         """Wait for the end (on the client's poller) and return the last state."""
         self.prediction = await wait_for(
-            self._poller, self.prediction, key=self.key, timeout=timeout
+            self._poller, self.prediction, key=self.key, timeout=timeout, janitor=self._janitor
         )
         return self.prediction
 
@@ -371,7 +401,7 @@ class OutputIterator(Generic[T]):
             yield await run.output()
             return
         urls = run.prediction.urls
-        decode = (lambda item: item) if items is None else _item_decoder(run, items)
+        decode = _item_decoder(run, items or OutputPlan("value", type_name="str"))
         if urls is not None and urls.stream:
             # The stream raises at an error (or cancellation) event and ends at "done":
             # its end is known without asking.
@@ -416,10 +446,19 @@ class OutputIterator(Generic[T]):
         return "".join(str(item) for item in self._items)
 
     async def aclose(self) -> None:
-        """Stop streaming (the prediction goes on unless you cancel it)."""
+        """Stop streaming.
+
+        A prediction this iterator's call started is cancelled if it has not ended (one
+        from ``model.create()`` goes on: cancel it yourself).
+        """
         source, self._source = self._source, None
         if source is not None and hasattr(source, "aclose"):
             await source.aclose()
+        run = self.run
+        owned = run is not None and run._janitor is not None
+        if not self._done and owned and run is not None and not run.prediction.done:
+            assert run._janitor is not None
+            run._janitor.cancel(run.id)
 
     async def __aenter__(self) -> OutputIterator[T]:
         return self
@@ -428,6 +467,14 @@ class OutputIterator(Generic[T]):
         await self.aclose()
 
 
-def _item_decoder(run: Run[Any], plan: OutputPlan) -> Any:
+def _item_decoder(run: Run[Any], plan: OutputPlan) -> Callable[[Any], Any]:
+    """Decode one item; an SSE event's data is text, a JSON value unless items are text."""
     session = run._client._session
-    return lambda item: plan.decode(item, lambda url: FileOutput(url, session))
+
+    def decode(item: Any) -> Any:
+        if isinstance(item, str) and plan.kind != "file" and plan.type_name != "str":
+            with contextlib.suppress(ValueError):
+                item = json.loads(item)
+        return plan.decode(item, lambda url: FileOutput(url, session))
+
+    return decode

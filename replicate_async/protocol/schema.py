@@ -212,7 +212,7 @@ class ModelSchema:
         self.fields: dict[str, dict[str, Any]] = dict(ordered)
         self.required: tuple[str, ...] = tuple((self.input or {}).get("required") or ())
         self._names = ", ".join(self.fields) or "none"
-        self._validators: dict[str, Callable[[Any], Any]] = {}
+        self._validators: dict[str, Callable[[Any], Any] | None] = {}
 
     @property
     def known(self) -> bool:
@@ -240,16 +240,15 @@ class ModelSchema:
         # microseconds); only a failure (or a file, which stands in for its URL) pays for
         # the field-by-field look that names every problem.
         if not any(is_file(value) for value in inputs.values()):
-            whole = self._validators.get("")
-            if whole is None:
-                whole = self._validators[""] = _compile(
-                    {**self.input, "additionalProperties": False}
-                )
-            try:
-                whole(dict(inputs))
-                return []
-            except fastjsonschema.JsonSchemaValueException:
-                pass
+            if "" not in self._validators:
+                self._validators[""] = _compile({**self.input, "additionalProperties": False})
+            whole = self._validators[""]
+            if whole is not None:  # else: no fast path, field by field below
+                try:
+                    whole(dict(inputs))
+                    return []
+                except fastjsonschema.JsonSchemaValueException:
+                    pass
         problems: list[InputProblem] = []
         fields = self.fields
         for name in inputs:
@@ -282,9 +281,11 @@ class ModelSchema:
             return InputProblem(name, f"takes {describe(schema)}, not a file")
         if takes_file and isinstance(value, list):
             value = [_FILE_STAND_IN if is_file(item) else item for item in value]
-        validator = self._validators.get(name)
+        if name not in self._validators:
+            self._validators[name] = _compile(schema)
+        validator = self._validators[name]
         if validator is None:
-            validator = self._validators[name] = _compile(schema)
+            return None  # a schema that does not compile: the server judges this field
         try:
             validator(value)
         except fastjsonschema.JsonSchemaValueException as error:
@@ -328,14 +329,20 @@ class ModelSchema:
         return "\n".join(lines)
 
 
-def _compile(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
+def _compile(schema: Mapping[str, Any]) -> Callable[[Any], Any] | None:
+    """A validator for ``schema``; None if it cannot be compiled.
+
+    (A pattern Python's regular expressions refuse, a keyword used wrongly: that part is
+    then not checked locally, and the server judges it.)
+    """
     # Only what JSON Schema defines: Cog's x- keys and OpenAPI's extras are dropped,
     # and a default is not the validator's business.
     clean = _strip(schema)
     try:
-        return fastjsonschema.compile(clean, use_default=False)
-    except fastjsonschema.JsonSchemaDefinitionException:
-        return lambda value: value  # a field whose schema cannot compile is not checked here
+        validator: Callable[[Any], Any] = fastjsonschema.compile(clean, use_default=False)
+    except Exception:  # the schema's fault, not the input's: never fail the call for it
+        return None
+    return validator
 
 
 def _strip(schema: Any) -> Any:
@@ -343,16 +350,35 @@ def _strip(schema: Any) -> Any:
         return [_strip(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    return {
-        key: _strip(value)
-        for key, value in schema.items()
-        if not key.startswith("x-") and key not in ("default", "nullable", "title", "description")
-    }
+    kept: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key.startswith("x-") or key in _NOT_FOR_VALIDATION:
+            continue
+        if key in ("properties", "patternProperties", "definitions", "$defs") and isinstance(
+            value, dict
+        ):
+            # A map of names to schemas: the names stay (an input may be called "title").
+            kept[key] = {name: _strip(sub) for name, sub in value.items()}
+        else:
+            kept[key] = _strip(value)
+    return kept
+
+
+#: keys a validator has no use for; ``$ref`` left after inlining points outside the
+#: document, and must never make the validator fetch a URL
+_NOT_FOR_VALIDATION = frozenset({"default", "nullable", "title", "description", "$ref"})
 
 
 def _plan(schema: Mapping[str, Any], depth: int) -> OutputPlan:
     if depth > _MAX_DEPTH:
         return VALUE
+    for union in ("anyOf", "oneOf"):
+        # Optional[X] (pydantic 2 writes anyOf: [X, {type: null}]): plan X.
+        branches = [
+            b for b in schema.get(union) or () if isinstance(b, dict) and b.get("type") != "null"
+        ]
+        if len(branches) == 1:
+            return _plan(branches[0], depth + 1)
     kind = schema.get("type")
     if kind == "string" and schema.get("format") == "uri":
         return OutputPlan("file")

@@ -116,15 +116,15 @@ class Webhooks:
         """``kind`` happened to ``job``: deliver it if the job asked (throttled)."""
         if job.webhook is None:
             return
+        if kind == "completed":  # the end supersedes what a throttle still holds
+            for key in ((job.id, "output"), (job.id, "logs")):
+                throttle = self._throttles.pop(key, None)
+                if throttle is not None and throttle.timer is not None:
+                    throttle.timer.cancel()
         wanted = job.webhook_events_filter or ALL_EVENTS
         if kind not in wanted:
             return
         if kind not in ("output", "logs"):
-            if kind == "completed":  # the end supersedes what a throttle still holds
-                for key in ((job.id, "output"), (job.id, "logs")):
-                    throttle = self._throttles.pop(key, None)
-                    if throttle is not None and throttle.timer is not None:
-                        throttle.timer.cancel()
             self._send(job, kind)
             return
         throttle = self._throttles.setdefault((job.id, kind), _Throttle())
@@ -176,16 +176,20 @@ class Webhooks:
         session = self._session
         if session is None or session.closed:
             session = self._session = aiohttp.ClientSession()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Replicate-Webhooks (replicate_async emulator)",
-            "webhook-id": delivery["webhook_id"],
-            "webhook-timestamp": str(delivery["timestamp"]),
-            "webhook-signature": sign(
-                self._secret, delivery["webhook_id"], delivery["timestamp"], delivery["body"]
-            ),
-        }
         for attempt, wait in enumerate((*RETRY_DELAYS, None), start=1):
+            # The same message (webhook-id) each time, signed afresh with the time of
+            # this attempt: a late retry must not fail a receiver's timestamp window.
+            if attempt > 1:
+                delivery = {**delivery, "timestamp": int(time.time())}
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "Replicate-Webhooks (replicate_async emulator)",
+                "webhook-id": delivery["webhook_id"],
+                "webhook-timestamp": str(delivery["timestamp"]),
+                "webhook-signature": sign(
+                    self._secret, delivery["webhook_id"], delivery["timestamp"], delivery["body"]
+                ),
+            }
             record = Delivery(attempt=attempt, **delivery)
             self.deliveries.append(record)
             try:

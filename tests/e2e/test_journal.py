@@ -11,6 +11,7 @@ import pytest
 
 from replicate_async import AsyncReplicate, Journal, JournalError, PredictionFailed
 from replicate_async.testing import Emulator, RunContext
+from tests.conftest import none_running
 
 CREATE = ("POST", "/models/{owner}/{name}/predictions")
 
@@ -254,3 +255,77 @@ async def test_a_full_disk_stops_the_job_before_it_acts_on_what_it_could_not_rec
     # Nothing was created that the journal does not know was at least sent.
     sent = {r["i"] for r in lines(path) if "sent" in r}
     assert set(created_inputs(emulator)) <= sent
+
+
+async def test_identical_inputs_lost_at_different_times_each_find_their_own(
+    client: AsyncReplicate, emulator: Emulator, model: str, tmp_path: Path
+) -> None:
+    import time
+
+    from replicate_async.journal import fingerprint
+
+    path = tmp_path / "job.jsonl"
+    item = {"i": 5}
+    async with AsyncReplicate(emulator.token, emulator.url) as dead:
+        first = await dead.models.predictions.create(model, input=item)
+        await asyncio.sleep(1.2)
+        second = await dead.models.predictions.create(model, input=item)
+    journal = Journal(path)
+    await journal.open(model)
+    await journal.sending(0, fingerprint(item), item)
+    await journal.sending(1, fingerprint(item), item)
+    journal.close()
+    # The second send happened 1.2 s after the first, as the two creates did.
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    records[1]["sent"] = time.time() - 1.3
+    records[2]["sent"] = time.time() - 0.1
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    creates = emulator.count(*CREATE)
+    results = await collect(client, model, [item, item], journal=path)
+    assert emulator.count(*CREATE) == creates  # both adopted, none made again
+    assert {r.prediction.id for r in results.values()} == {first.id, second.id}  # type: ignore[union-attr]
+
+
+async def test_an_error_inside_async_with_does_not_count_the_held_result_as_taken(
+    client: AsyncReplicate, model: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "job.jsonl"
+    with pytest.raises(RuntimeError, match="caller failed"):
+        async with client.run_many(model, [{"i": 0}], journal=path) as results:
+            async for _ in results:
+                raise RuntimeError("caller failed")
+    # Not taken: the next run (replay=False) hands it over again.
+    again = await collect(client, model, [{"i": 0}], journal=path, replay=False)
+    assert again[0].output == 0 and again[0].replayed
+    # Left normally (a break): taken.
+    async with client.run_many(model, [{"i": 1}], journal=tmp_path / "b.jsonl") as results:
+        async for _ in results:
+            break
+    assert (
+        await collect(client, model, [{"i": 1}], journal=tmp_path / "b.jsonl", replay=False) == {}
+    )
+
+
+async def test_a_job_that_cancels_its_predictions_makes_them_again_next_run(
+    client: AsyncReplicate, emulator: Emulator, model: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "job.jsonl"
+    inputs = [{"i": 0, "seconds": 0.5}, {"i": 1, "seconds": 30}]
+    async with client.run_many(
+        model, inputs, journal=path, cancel_on_exit=True, wait=False
+    ) as results:
+        async for result in results:
+            assert result.index == 0
+            break  # input 1 still runs: the job cancels it on the way out
+    for _ in range(100):  # the record is written on the way out, in the writer thread
+        if {"i": 1, "none": True} in lines(path):
+            break
+        await asyncio.sleep(0.02)
+    assert {"i": 1, "none": True} in lines(path)
+    assert await none_running(emulator)  # and the job canceled it on Replicate
+    creates = emulator.count(*CREATE)
+    again = await collect(client, model, inputs, journal=path, timeout=0.3, wait=False)
+    # Input 1 was made again (its first prediction was canceled, not collected).
+    assert emulator.count(*CREATE) == creates + 1
+    assert again[0].replayed and type(again[1].error).__name__ == "WaitTimeoutError"
