@@ -182,13 +182,18 @@ class FileOutput:
         return _Download(self.url, self._session, size, restartable=restartable)
 
     async def save(
-        self, path: str | os.PathLike[str], *, chunk_size: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        chunk_size: int | None = None,
+        progress: Callable[[int, int | None], object] | None = None,
     ) -> SavedFile:
         """Write the file to ``path`` atomically and return where and how big.
 
         Bytes go to a temporary file in the same directory, renamed into place only when
         the download is complete: no half-written file ever carries the final name, and
-        a failed download leaves nothing behind.
+        a failed download leaves nothing behind. ``progress(done, total)`` hears the
+        bytes written so far and the file's size (None when the server does not say).
         """
         target = Path(path)
         temp_name = target.parent / f".{target.name}.{secrets.token_hex(6)}.part"
@@ -205,6 +210,8 @@ class FileOutput:
                     generation = getattr(chunks, "generation", 0)
                     await out.restart()
                 await out.write(chunk)
+                if progress is not None:
+                    progress(out.written, getattr(chunks, "total", None))
             await out.close()
             # Only now, with every byte the download proved whole written and the file
             # closed, does it take the final name.
@@ -273,6 +280,11 @@ class _Download(HoldsBody):
 
     def __aiter__(self) -> _Download:
         return self
+
+    @property
+    def total(self) -> int | None:
+        """The file's size, once a reply has said it."""
+        return self._total
 
     async def __anext__(self) -> bytes:
         try:
