@@ -60,6 +60,20 @@ def _input_lines(path: str) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
+class _InputFile:
+    """The inputs of a JSON-lines file: read lazily, and counted (for the bar's total)."""
+
+    def __init__(self, path: str, count: int) -> None:
+        self.path = path
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return _input_lines(self.path)
+
+
 def _check_input_file(path: str) -> int:
     """Count the inputs of a JSON-lines file, refusing a bad line before anything runs."""
     try:
@@ -208,7 +222,7 @@ async def _cancel_quietly(client: AsyncReplicate, prediction_id: str) -> None:
 
 
 async def _fan_out(client: AsyncReplicate, args: argparse.Namespace, printer: Printer) -> int:
-    _check_input_file(args.input_file)
+    inputs = _InputFile(args.input_file, _check_input_file(args.input_file))
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
     show = bar() if printer.interactive else None
@@ -231,7 +245,7 @@ async def _fan_out(client: AsyncReplicate, args: argparse.Namespace, printer: Pr
 
     jobs = client.run_many(
         args.model,
-        _input_lines(args.input_file),
+        inputs,
         concurrency=args.concurrency,
         progress=show,
         journal=args.journal,

@@ -291,10 +291,8 @@ async def tqdm_model(input: dict[str, Any], ctx: RunContext) -> str:
     return "done"
 
 
-async def test_progress_is_drawn_on_a_terminal_and_absent_in_a_pipe(emulator: Emulator) -> None:
-    emulator.add_model("me/steps", tqdm_model)
-    code, out, err = await cli(emulator, "run", "me/steps")
-    assert (code, out, err) == (0, "done\n", "")  # piped: data only
+async def on_a_terminal(emulator: Emulator, *args: str) -> tuple[int, str]:
+    """Run the command line with a pseudo-terminal for stdout and stderr: (code, screen)."""
     main, secondary = pty.openpty()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -304,8 +302,7 @@ async def test_progress_is_drawn_on_a_terminal_and_absent_in_a_pipe(emulator: Em
         emulator.url,
         "--token",
         emulator.token,
-        "run",
-        "me/steps",
+        *args,
         stdout=secondary,
         stderr=secondary,
         cwd=ROOT,
@@ -324,10 +321,27 @@ async def test_progress_is_drawn_on_a_terminal_and_absent_in_a_pipe(emulator: Em
         seen += chunk
     await process.wait()
     os.close(main)
-    text = seen.decode(errors="replace")
-    assert process.returncode == 0
+    assert process.returncode is not None
+    return process.returncode, seen.decode(errors="replace")
+
+
+async def test_progress_is_drawn_on_a_terminal_and_absent_in_a_pipe(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    emulator.add_model("me/steps", tqdm_model)
+    code, out, err = await cli(emulator, "run", "me/steps")
+    assert (code, out, err) == (0, "done\n", "")  # piped: data only
+    code, text = await on_a_terminal(emulator, "run", "me/steps")
+    assert code == 0
     assert "me/steps" in text and "% (" in text and "/10)" in text  # the model's own progress
     assert text.rstrip().endswith("done")
+    # A fan-out's bar, and a download's, at a terminal too.
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"text": str(i)}) + "\n" for i in range(20)))
+    code, text = await on_a_terminal(emulator, "run", "emulator/echo", "--input-file", str(inputs))
+    assert code == 0 and "20/20" in text
+    code, out, err = await cli(emulator, "run", "emulator/echo", "--input-file", str(inputs))
+    assert code == 0 and err == "" and len(out.splitlines()) == 20
 
 
 # -- the rest of the API ------------------------------------------------------------------
@@ -393,6 +407,21 @@ async def test_models_deployments_trainings_hardware_account_commands(emulator: 
     assert code == 0 and json.loads(out)["name"] == "echoes"
     code, out, _ = await cli(emulator, "trainings", "list", "--json")
     assert code == 0 and json.loads(out) == []
+    from replicate_async import AsyncReplicate
+
+    async with AsyncReplicate(emulator.token, emulator.url) as client:
+        version = (await client.models.get("emulator/sleep")).latest_version
+        assert version is not None
+        training = await client.trainings.create(
+            "emulator/sleep", version.id, destination="emulator/trained", input={"seconds": 30}
+        )
+    code, out, _ = await cli(emulator, "trainings", "get", training.id)
+    assert code == 0 and training.id in out
+    assert "starting" in out or "processing" in out
+    code, out, _ = await cli(emulator, "trainings", "cancel", training.id, "--json")
+    assert code == 0 and json.loads(out)["status"] == "canceled"
+    code, out, _ = await cli(emulator, "trainings", "list")
+    assert code == 0 and training.id in out
     code, out, _ = await cli(emulator, "hardware")
     assert code == 0 and "cpu" in out
     code, out, _ = await cli(emulator, "account", "--json")
