@@ -16,6 +16,7 @@ from ..errors import PredictionCanceled, PredictionFailed
 from ..fanout import RunResult
 from ..files import FileOutput
 from ..progress import bar
+from ..protocol.refs import parse_ref
 from ..types import Prediction, Status
 from ..webhooks import WebhookVerificationError, verify
 from ._show import ByteBar, Printer, Spinner, jsonable
@@ -105,6 +106,7 @@ def _check_input_file(path: str) -> int:
 async def _create(
     client: AsyncReplicate, ref: str, input: dict[str, Any], wait: bool
 ) -> Prediction:
+    parse_ref(ref)  # a malformed ref: the error names every form that works
     model, sep, _ = ref.partition(":")
     if sep or _VERSION_ID.match(ref):
         return await client.predictions.create(version=ref, input=input, wait=wait)

@@ -120,12 +120,14 @@ def test_the_command_line_runs_and_lists(replicate_emulator: Emulator) -> None:
 
     ran = cli("run", "emulator/echo", "text=hello")
     assert ran.returncode == 0, ran.stderr
-    assert json.loads(ran.stdout) == "hello"
+    assert ran.stdout == "hello\n"
+    ran = cli("run", "emulator/echo", "text=hello", "--json")
+    assert json.loads(ran.stdout)["output"] == "hello"
     listed = cli("predictions", "list")
     assert listed.returncode == 0
     assert "succeeded" in listed.stdout and "emulator/echo" in listed.stdout
     bad = cli("run", "not-a-ref")
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # refused before any request: a usage error
     assert "Invalid model reference" in bad.stderr
 
 
