@@ -19,6 +19,7 @@ from .protocol.polling import PollPolicy
 from .protocol.retry import RetryPolicy
 from .protocol.sse import ServerSentEvent
 from .receiver import Receiver
+from .redis_limits import RedisRateLimits
 from .streaming import PredictionStream, StreamPolicy
 from .types import (
     Account,
@@ -61,6 +62,7 @@ __all__ = [
     "RateLimiter",
     "RateLimits",
     "Receiver",
+    "RedisRateLimits",
     "RemoteModel",
     "ReplicateError",
     "RetryPolicy",

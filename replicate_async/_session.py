@@ -33,7 +33,7 @@ from .errors import (
     MalformedResponseError,
     TransportError,
 )
-from .limiter import RateLimiter
+from .limiter import Limiter
 from .protocol import convert
 from .protocol.clock import ServerClock
 from .protocol.limits import RateLimits, lane_for
@@ -122,7 +122,7 @@ class Session:
         self,
         config: ClientConfig,
         transport: Transport,
-        limiter: RateLimiter,
+        limiter: Limiter,
         timing: Timing,
     ) -> None:
         self.config = config

@@ -35,6 +35,7 @@ from .protocol.polling import PollPolicy
 from .protocol.refs import parse_ref
 from .protocol.retry import RetryPolicy
 from .receiver import Receiver
+from .redis_limits import RedisRateLimits
 from .resources import (
     Account,
     Collections,
@@ -114,18 +115,26 @@ class AsyncReplicate(AsyncClosing):
         api_token: str | None = None,
         base_url: str | None = None,
         *,
-        rate_limits: RateLimits | None = None,
+        rate_limits: RateLimits | RedisRateLimits | None = None,
         max_connections: int = 100,
         max_reply_size: int = MAX_REPLY_SIZE,
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         polling: PollPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: RateLimiter | RedisRateLimits | None = None,
         sleep: Sleep | None = None,
         clock: Clock | None = None,
         ssl: SSLContext | None = None,
     ) -> None:
+        if isinstance(rate_limits, RedisRateLimits):
+            if limiter is not None:
+                raise ValueError(
+                    "pass the RedisRateLimits as rate_limits= or as limiter=, not beside "
+                    "another limiter"
+                )
+            # Shared limits are a limiter: the state lives in Redis, not in this client.
+            limiter, rate_limits = rate_limits, None
         if limiter is not None and rate_limits is not None:
             raise ValueError(
                 "pass rate_limits= or limiter= (a shared RateLimiter), not both: "
@@ -157,6 +166,9 @@ class AsyncReplicate(AsyncClosing):
         limiter = limiter or RateLimiter(
             config.rate_limits, clock=timing.monotonic, sleep=timing.sleep
         )
+        if isinstance(limiter, RedisRateLimits):
+            # Counted per token: the keys carry a digest of it (never the token).
+            limiter.bind(config.api_token or "", clock=timing.monotonic, sleep=timing.sleep)
         self._session = core = Session(config, transport, limiter, timing)
         claims = Claims(lookback=core.clock.lookback)
         self._poller = poller = Poller(core)
@@ -197,6 +209,9 @@ class AsyncReplicate(AsyncClosing):
         await self._poller.aclose()
         await self._janitor.aclose()
         await self._session.transport.aclose()
+        limiter = self._session.limiter
+        if isinstance(limiter, RedisRateLimits):
+            await limiter.aclose()  # its Redis connections (made again if still shared)
 
     @property
     def closed(self) -> bool:

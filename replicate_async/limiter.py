@@ -9,12 +9,44 @@ at its head sleeps, for exactly as long as the bucket says. Share one
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from ._clock import Clock, Sleep, Timing
 from .protocol.limits import RateController, RateLimits, Ticket, TokenBucket
 from .protocol.replies import Outcome
 
-__all__ = ["Lane", "RateLimiter"]
+__all__ = ["Lane", "LaneLike", "Limiter", "RateLimiter"]
+
+
+class LaneLike(Protocol):
+    """What the session needs of a lane: a token to send, and the reply's lesson."""
+
+    @property
+    def bucket(self) -> TokenBucket:
+        """The lane's rate and burst (the poller sizes its share by its rate)."""
+
+    @property
+    def queued(self) -> int:
+        """How many requests wait for a token."""
+
+    async def acquire(self) -> Ticket:
+        """Wait for a token; the ticket goes with the request's reply."""
+
+    def feedback(self, outcome: Outcome, ticket: Ticket | None = None) -> None:
+        """Learn from one attempt's outcome."""
+
+
+class Limiter(Protocol):
+    """A rate limiter: :class:`RateLimiter`, or the shared ``RedisRateLimits``."""
+
+    limits: RateLimits
+
+    def lane(self, kind: str) -> LaneLike:
+        """The lane of ``"create"``, ``"get"`` or ``"other"`` requests."""
+
+    @property
+    def other(self) -> LaneLike:
+        """The lane of everything but creates and prediction GETs."""
 
 
 class Lane:
