@@ -155,8 +155,15 @@ async def test_workers_in_separate_processes_share_one_bucket_fairly(
     workers = []
     for skew in (0, 0, 3600):
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WORKER, redis_server.url, str(seconds), str(skew),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+            sys.executable,
+            "-c",
+            WORKER,
+            redis_server.url,
+            str(seconds),
+            str(skew),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
         )
         assert process.stdout is not None
         assert (await asyncio.wait_for(process.stdout.readline(), 30)).strip() == b"READY"
