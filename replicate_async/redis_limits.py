@@ -52,9 +52,10 @@ STATED_HOLD = 60.0
 #: the least time between two corrections sent for one lane, seconds
 _CORRECT_EVERY = 1.0
 
-# KEYS: the lane's bucket, its stated limit. ARGV: rate (per s), burst.
-# Returns {wait in microseconds, tokens left after this one (negative: queued)}.
-ACQUIRE = """
+# Every script starts the same way. KEYS: the lane's bucket, its stated limit. ARGV[1],
+# ARGV[2]: the configured rate (per second) and burst, lowered by a stated limit while
+# one holds; the time is Redis' own.
+_PREAMBLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rate = tonumber(ARGV[1])
@@ -65,6 +66,13 @@ if stated[2] then burst = math.min(burst, tonumber(stated[2])) end
 local interval = 1 / rate
 local tolerance = (burst - 1) * interval
 local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or now
+"""
+
+# Reserve the next slot. Returns {wait in microseconds, tokens left after this one
+# (negative: requests queued)}.
+ACQUIRE = (
+    _PREAMBLE
+    + """
 if tat < now then tat = now end
 local slot = tat - tolerance
 if slot < now then slot = now end
@@ -74,45 +82,33 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((next_tat - now) * 1000) + 60000)
 local left = math.floor((now + tolerance - next_tat) / interval) + 1
 return {math.floor((slot - now) * 1000000), left}
 """
+)
 
-# KEYS: bucket, stated limit. ARGV: rate, burst, pause seconds, stated rate (0: none),
-# stated burst (0: none), hold seconds. The bucket is empty at the pause's end.
-PAUSE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+# ARGV[3]: the pause in seconds: the bucket is empty at its end. ARGV[4..6]: a stated
+# rate and burst (0: none), kept ARGV[6] seconds (they apply from the next call on).
+PAUSE = (
+    """
 if tonumber(ARGV[4]) > 0 then
   redis.call('HSET', KEYS[2], 'rate', ARGV[4])
   if tonumber(ARGV[5]) > 0 then redis.call('HSET', KEYS[2], 'burst', ARGV[5]) end
   redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[6]) * 1000))
 end
-local stated = redis.call('HMGET', KEYS[2], 'rate', 'burst')
-if stated[1] then rate = math.min(rate, tonumber(stated[1])) end
-if stated[2] then burst = math.min(burst, tonumber(stated[2])) end
-local interval = 1 / rate
-local tolerance = (burst - 1) * interval
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or now
+"""
+    + _PREAMBLE
+    + """
 local floor = now + tonumber(ARGV[3]) + tolerance
 if tat < floor then tat = floor end
 redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat))
 redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) * 1000) + 60000)
 return 1
 """
+)
 
-# KEYS: bucket, stated limit. ARGV: rate, burst, tokens the server says are left now.
-# Pulls the shared bucket down to that (never up).
-OBSERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local stated = redis.call('HMGET', KEYS[2], 'rate', 'burst')
-if stated[1] then rate = math.min(rate, tonumber(stated[1])) end
-if stated[2] then burst = math.min(burst, tonumber(stated[2])) end
-local interval = 1 / rate
-local tolerance = (burst - 1) * interval
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or now
+# ARGV[3]: the tokens the server says are left now: the shared bucket is pulled down to
+# that (never up).
+OBSERVE = (
+    _PREAMBLE
+    + """
 if tat < now then tat = now end
 local floor = now + tolerance - (tonumber(ARGV[3]) - 1) * interval
 if tat < floor then
@@ -122,6 +118,7 @@ if tat < floor then
 end
 return 0
 """
+)
 
 
 class SharedLimiterError(ReplicateError):

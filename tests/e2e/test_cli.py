@@ -24,13 +24,8 @@ async def cli(
     emulator: Emulator | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> tuple[int, str, str]:
     """Run ``python -m replicate_async ARGS`` against the emulator: (exit code, out, err)."""
-    base = [] if emulator is None else ["--base-url", emulator.url, "--token", emulator.token]
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "replicate_async",
-        *base,
-        *args,
+        *argv(emulator, *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
@@ -39,6 +34,12 @@ async def cli(
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+def argv(emulator: Emulator | None, *args: str) -> list[str]:
+    """The command line of ``python -m replicate_async ARGS`` against the emulator."""
+    base = [] if emulator is None else ["--base-url", emulator.url, "--token", emulator.token]
+    return [sys.executable, "-m", "replicate_async", *base, *args]
 
 
 def one_line_error(err: str) -> str:
@@ -252,17 +253,7 @@ async def test_ctrl_c_during_a_fan_out_cancels_what_it_started(
     inputs = tmp_path / "inputs.jsonl"
     inputs.write_text("".join(json.dumps({"seconds": 30}) + "\n" for _ in range(20)))
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "replicate_async",
-        "--base-url",
-        emulator.url,
-        "--token",
-        emulator.token,
-        "run",
-        "emulator/sleep",
-        "--input-file",
-        str(inputs),
+        *argv(emulator, "run", "emulator/sleep", "--input-file", str(inputs)),
         "--json",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -295,14 +286,7 @@ async def on_a_terminal(emulator: Emulator, *args: str) -> tuple[int, str]:
     """Run the command line with a pseudo-terminal for stdout and stderr: (code, screen)."""
     main, secondary = pty.openpty()
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "replicate_async",
-        "--base-url",
-        emulator.url,
-        "--token",
-        emulator.token,
-        *args,
+        *argv(emulator, *args),
         stdout=secondary,
         stderr=secondary,
         cwd=ROOT,
