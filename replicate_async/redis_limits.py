@@ -225,7 +225,8 @@ class RedisRateLimits:
     ``rediss://``, ``unix://``) or a ``redis.asyncio.Redis`` client. The limits are
     those of :class:`RateLimits` (per minute); ``burst`` the most requests of a kind at
     once (default: a minute's worth, as Replicate grants), less ``reserve``. Keys are
-    ``{key_prefix}:{digest of the token}:{lane}``: the token itself never reaches Redis.
+    ``{key_prefix:digest of the token:lane}`` (a hash tag, for Redis Cluster) and the same
+    with ``:stated``: the token itself never reaches Redis.
     ``on_error``: ``"local"`` (fall back to ``local_share`` of the limits in this
     process while Redis is away) or ``"raise"``. See :mod:`replicate_async.redis_limits`.
     """
@@ -338,7 +339,8 @@ class RedisRateLimits:
     def _keys(self, lane: _RedisLane) -> list[str]:
         if self._token_key is None:
             raise RuntimeError("RedisRateLimits is not bound to a token: pass it to a client")
-        base = f"{self.key_prefix}:{self._token_key}:{lane.kind}"
+        # In braces: a hash tag, so that both keys of a lane live on one Cluster slot.
+        base = f"{{{self.key_prefix}:{self._token_key}:{lane.kind}}}"
         return [base, f"{base}:stated"]
 
     def _client(self) -> Any:
