@@ -24,6 +24,7 @@ from .errors import (
     RateLimitError,
     ReplicateError,
     ServerError,
+    SharedLimiterError,
     TransportError,
     UnknownStatusError,
 )
@@ -35,8 +36,9 @@ from .types import Prediction, Status
 
 __all__ = ["Poller", "Subscription", "get_prediction"]
 
-#: poll failures that may pass (the request path already retried each)
-_PASSING = (TransportError, ServerError, RateLimitError)
+#: poll failures that may pass (the request path already retried each; a shared limiter
+#: whose Redis is away a moment says nothing of the prediction)
+_PASSING = (TransportError, ServerError, RateLimitError, SharedLimiterError)
 #: polls of one prediction failing in a row before its wait ends with the error
 _MAX_POLL_FAILURES = 3
 

@@ -68,6 +68,7 @@ __all__ = [
     "ReplicateError",
     "RequestTimeoutError",
     "ServerError",
+    "SharedLimiterError",
     "TransportError",
     "UnknownStatusError",
     "ValidationError",
@@ -178,6 +179,14 @@ class PayloadTooLargeError(APIError):
 
 class ValidationError(APIError):
     """422: the input or the target does not validate."""
+
+
+class SharedLimiterError(ReplicateError):
+    """Redis, which holds the shared rate limits, did not answer (``on_error="raise"``).
+
+    Nothing was sent. Check that Redis is up and reachable, or use ``on_error="local"``
+    to go on with a local share of the limits while it is away.
+    """
 
 
 class InputValidationError(ValidationError):

@@ -34,9 +34,10 @@ import math
 from typing import Any
 
 from ._clock import Clock, Sleep, Timing
-from .errors import ReplicateError
+from .errors import SharedLimiterError
 from .limiter import RateLimiter
-from .protocol.limits import RateLimits, Ticket, TokenBucket
+from .protocol.limits import _MIN_RATE_FRACTION as _MIN_RATE_FRACTION
+from .protocol.limits import MAX_PAUSE, RateLimits, Ticket, TokenBucket
 from .protocol.replies import Outcome
 
 __all__ = ["RedisRateLimits", "SharedLimiterError"]
@@ -47,6 +48,8 @@ log = logging.getLogger("replicate_async.limits")
 REDIS_TIMEOUT = 1.0
 #: after a failure, how long the local bucket serves before Redis is tried again, seconds
 RETRY_REDIS_AFTER = 1.0
+#: the most connections to Redis one limiter opens
+REDIS_CONNECTIONS = 16
 #: how long a stated (lower) limit is kept before the configured one is tried again
 STATED_HOLD = 60.0
 #: the least time between two corrections sent for one lane, seconds
@@ -65,7 +68,17 @@ if stated[1] then rate = math.min(rate, tonumber(stated[1])) end
 if stated[2] then burst = math.min(burst, tonumber(stated[2])) end
 local interval = 1 / rate
 local tolerance = (burst - 1) * interval
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or now
+local held = redis.call('HMGET', KEYS[1], 'tat', 'tol')
+local tat = tonumber(held[1]) or now
+-- The bucket's burst changed (a stated limit came or went): keep the tokens it holds,
+-- rather than hand out (or take away) the difference at once.
+if held[2] and tonumber(held[2]) ~= tolerance then tat = tat + (tolerance - tonumber(held[2])) end
+-- Store the bucket; it expires a minute after it would be full again.
+local function keep(at)
+  local fmt = '%.6f'
+  redis.call('HSET', KEYS[1], 'tat', string.format(fmt, at), 'tol', string.format(fmt, tolerance))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((at - now) * 1000) + 60000)
+end
 """
 
 # Reserve the next slot. Returns {wait in microseconds, tokens left after this one
@@ -77,8 +90,7 @@ if tat < now then tat = now end
 local slot = tat - tolerance
 if slot < now then slot = now end
 local next_tat = tat + interval
-redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', next_tat))
-redis.call('PEXPIRE', KEYS[1], math.ceil((next_tat - now) * 1000) + 60000)
+keep(next_tat)
 local left = math.floor((now + tolerance - next_tat) / interval) + 1
 return {math.floor((slot - now) * 1000000), left}
 """
@@ -98,8 +110,7 @@ end
     + """
 local floor = now + tonumber(ARGV[3]) + tolerance
 if tat < floor then tat = floor end
-redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat))
-redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) * 1000) + 60000)
+keep(tat)
 return 1
 """
 )
@@ -112,21 +123,12 @@ OBSERVE = (
 if tat < now then tat = now end
 local floor = now + tolerance - (tonumber(ARGV[3]) - 1) * interval
 if tat < floor then
-  redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', floor))
-  redis.call('PEXPIRE', KEYS[1], math.ceil((floor - now) * 1000) + 60000)
+  keep(floor)
   return 1
 end
 return 0
 """
 )
-
-
-class SharedLimiterError(ReplicateError):
-    """Redis, which holds the shared rate limits, did not answer (``on_error="raise"``).
-
-    Nothing was sent. Check that Redis is up and reachable, or use ``on_error="local"``
-    to go on with a local share of the limits while it is away.
-    """
 
 
 class _Scripts:
@@ -155,7 +157,16 @@ class _Scripts:
 class _RedisLane:
     """One lane whose bucket lives in Redis (see the module); a :class:`Lane` stand-in."""
 
-    __slots__ = ("_last_correction", "_left", "_owner", "_sent", "bucket", "kind", "queued")
+    __slots__ = (
+        "_last_correction",
+        "_left",
+        "_owner",
+        "_replan",
+        "_sent",
+        "bucket",
+        "kind",
+        "queued",
+    )
 
     def __init__(self, owner: RedisRateLimits, kind: str, per_minute: float, burst: float):
         self._owner = owner
@@ -166,6 +177,8 @@ class _RedisLane:
         self._sent = 0
         self._left: dict[int, float] = {}  # ticket seq -> tokens the acquire said were left
         self._last_correction = -math.inf
+        # Set (and replaced) when a 429 moved the shared bucket: sleepers reserve again.
+        self._replan = asyncio.Event()
 
     @property
     def controller(self) -> Any:
@@ -177,12 +190,16 @@ class _RedisLane:
         owner = self._owner
         self.queued += 1
         try:
-            result = await owner._acquire(self)
-            if result is None:  # Redis away, on_error="local": the local share serves
-                return await owner._local_limiter().lane(self.kind).acquire()
-            wait, left = result
-            if wait > 0:
-                await owner._sleep(wait)
+            while True:
+                result = await owner._acquire(self)
+                if result is None:  # Redis away, on_error="local": the local share serves
+                    local = await owner._local_limiter().lane(self.kind).acquire()
+                    return Ticket(-1, local.at)  # not ours: no shared count to compare
+                wait, left = result
+                if wait <= 0 or not await self._interrupted(wait):
+                    break
+                # A 429 moved the shared bucket while this slept: its slot may be too
+                # early now, so it reserves again (the old slot is given up).
         finally:
             self.queued -= 1
         ticket = Ticket(self._sent, owner._clock())
@@ -193,10 +210,25 @@ class _RedisLane:
                 del self._left[seq]
         return ticket
 
+    async def _interrupted(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True if a 429 cut it short (the slot must be reserved again)."""
+        replan = self._replan
+        try:
+            await asyncio.wait_for(replan.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def replan(self) -> None:
+        """The shared bucket moved (a 429): every sleeper of this lane reserves again."""
+        replan, self._replan = self._replan, asyncio.Event()
+        replan.set()
+
     def feedback(self, outcome: Outcome, ticket: Ticket | None = None) -> None:
         """Share what the server said: a 429's pause and stated limit, a low count."""
         owner = self._owner
-        left = self._left.pop(ticket.seq, None) if ticket is not None else None
+        shared = ticket is not None and ticket.seq >= 0
+        left = self._left.pop(ticket.seq, None) if ticket is not None and shared else None
         # The local share learns too (without the ticket: its count is not ours), so
         # that it is warm if Redis goes away.
         owner._local_limiter().lane(self.kind).feedback(outcome, None)
@@ -275,6 +307,7 @@ class RedisRateLimits:
         self._token_key: str | None = None
         self._local: RateLimiter | None = None
         self._failed_at = -math.inf
+        self._probing = False
         self._warned = False
         self._tasks: set[asyncio.Task[Any]] = set()
         timing = Timing()
@@ -348,11 +381,17 @@ class RedisRateLimits:
             if isinstance(self._source, str):
                 import redis.asyncio
 
-                self._redis = redis.asyncio.from_url(
+                # Bounded: many requests at once share a few connections (a request
+                # finding none free within the timeout goes on as Redis failing).
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
                     self._source,
+                    max_connections=REDIS_CONNECTIONS,
+                    timeout=self.timeout,
                     socket_timeout=self.timeout,
                     socket_connect_timeout=self.timeout,
                 )
+                # The client owns the pool: closing it closes the connections.
+                self._redis = redis.asyncio.Redis.from_pool(pool)
             else:
                 self._redis = self._source
         return self._redis
@@ -368,13 +407,21 @@ class RedisRateLimits:
     async def _acquire(self, lane: _RedisLane) -> tuple[float, float] | None:
         """(seconds to wait, tokens left) from Redis; None: serve from the local share."""
         now = self._clock()
-        if self.on_error == "local" and now - self._failed_at < RETRY_REDIS_AFTER:
-            return None  # Redis failed a moment ago: not every request pays its timeout
+        failing = self._failed_at > -math.inf
+        if self.on_error == "local" and failing:
+            if now - self._failed_at < RETRY_REDIS_AFTER or self._probing:
+                # Redis failed a moment ago, or one request is already finding out
+                # whether it is back: the rest go on locally, paying no timeout.
+                return None
+            self._probing = True
         try:
             wait_us, left = await self._call("acquire", lane, [])
         except (OSError, asyncio.TimeoutError, _redis_errors()) as error:
             self._redis_failed(error)  # raises for on_error="raise"
             return None
+        finally:
+            if failing:
+                self._probing = False
         if self._failed_at > -math.inf:
             self._failed_at = -math.inf
             log.warning("Redis answers again: rate limits are shared again")
@@ -420,10 +467,15 @@ class RedisRateLimits:
         self, lane: _RedisLane, seconds: float, stated: tuple[float, float | None] | None
     ) -> None:
         rate = 0.0 if stated is None else stated[0] / 60.0
-        burst = 0.0 if stated is None or stated[1] is None else float(stated[1])
-        await self._call(
-            "pause", lane, [repr(max(0.0, seconds)), repr(rate), repr(burst), repr(STATED_HOLD)]
-        )
+        if rate:
+            # No lower than the local limiter would go: a stated 0 must not stop everything.
+            rate = max(rate, lane.bucket.rate * _MIN_RATE_FRACTION)
+        burst = 0.0 if stated is None or stated[1] is None else max(1.0, float(stated[1]))
+        # Capped, as the local limiter caps it: one absurd Retry-After must not stop every
+        # worker for days.
+        seconds = min(MAX_PAUSE, max(0.0, seconds))
+        await self._call("pause", lane, [repr(seconds), repr(rate), repr(burst), repr(STATED_HOLD)])
+        lane.replan()
 
     async def _observe(self, lane: _RedisLane, count: float) -> None:
         await self._call("observe", lane, [repr(max(0.0, count))])

@@ -85,7 +85,10 @@ class SchemaCache:
             return await asyncio.shield(pending)
         except ReplicateError:
             if entry is not None:
-                return entry  # a refresh failed: the schema it had still serves
+                # A refresh failed: the schema it had still serves, and the next refresh
+                # waits a TTL (calls meanwhile don't each wait out a failing fetch).
+                entry.fetched = now
+                return entry
             raise
 
     def _fetched(self, ref: str) -> Callable[[asyncio.Future[_Entry]], None]:
@@ -408,7 +411,7 @@ class OutputIterator(Generic[T]):
             async with self._client(run).predictions.stream(run.prediction) as events:
                 async for event in events:
                     if event.event == "output":
-                        yield decode(event.data)
+                        yield decode(_from_event(event.data, items))
             return
         # No stream: the output grows on the server; yield what each new state adds.
         seen = 0
@@ -460,6 +463,15 @@ class OutputIterator(Generic[T]):
             assert run._janitor is not None
             run._janitor.cancel(run.id)
 
+    def __del__(self) -> None:
+        # Dropped before its end (a bare ``break``): a prediction its call started is
+        # cancelled, as aclose() would.
+        run = self.run
+        if self._done or run is None or run._janitor is None or run.prediction.done:
+            return
+        with contextlib.suppress(Exception):  # the loop may be gone at interpreter exit
+            run._janitor.cancel(run.id)
+
     async def __aenter__(self) -> OutputIterator[T]:
         return self
 
@@ -467,14 +479,18 @@ class OutputIterator(Generic[T]):
         await self.aclose()
 
 
+def _from_event(data: str, plan: OutputPlan | None) -> Any:
+    """An item from an SSE event's data: text, or a JSON value unless items are text."""
+    if plan is not None and (plan.kind == "file" or plan.type_name == "str"):
+        return data
+    if plan is None:
+        return data  # no item schema: keep what came
+    with contextlib.suppress(ValueError):
+        return json.loads(data)
+    return data
+
+
 def _item_decoder(run: Run[Any], plan: OutputPlan) -> Callable[[Any], Any]:
-    """Decode one item; an SSE event's data is text, a JSON value unless items are text."""
+    """Decode one item by its schema (files where it says so)."""
     session = run._client._session
-
-    def decode(item: Any) -> Any:
-        if isinstance(item, str) and plan.kind != "file" and plan.type_name != "str":
-            with contextlib.suppress(ValueError):
-                item = json.loads(item)
-        return plan.decode(item, lambda url: FileOutput(url, session))
-
-    return decode
+    return lambda item: plan.decode(item, lambda url: FileOutput(url, session))

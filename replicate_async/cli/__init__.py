@@ -57,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted")
         return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (``| head``): nothing more to say, to anyone.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stops the flush at exit
+        return OK
+    except Exception as error:  # anything else: one line, a traceback only if asked
+        return _fail(args, error, API_ERROR)
 
 
 def _command_of(argv: list[str]) -> str | None:
@@ -80,14 +87,21 @@ def _run(args: argparse.Namespace, printer: Printer) -> int:
         async with _client(args) as client:
             return await handler(client, args, printer)
 
+    received: list[int] = []
+
     async def guarded() -> int:
         # Ctrl-C (and SIGTERM) cancel the work, so that what it started is cancelled on
         # Replicate and the client closes its connections, before the exit.
         task = asyncio.ensure_future(work())
         loop = asyncio.get_running_loop()
+
+        def stop(signum: int) -> None:
+            received.append(signum)
+            task.cancel()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, task.cancel)
+                loop.add_signal_handler(signum, stop, signum)
         try:
             return await task
         except asyncio.CancelledError:
@@ -96,8 +110,9 @@ def _run(args: argparse.Namespace, printer: Printer) -> int:
     try:
         return asyncio.run(guarded())
     except KeyboardInterrupt:
-        _say("interrupted: the predictions this command started were cancelled")
-        return INTERRUPTED
+        _say("interrupted: what this command started was cancelled on Replicate")
+        # 130 for Ctrl-C; 128 + 15 for a SIGTERM, as shells report it.
+        return 128 + signal.SIGTERM if signal.SIGTERM in received else INTERRUPTED
     except (PredictionFailed, PredictionCanceled) as error:
         return _fail(args, error, FAILED)
     except UsageError:

@@ -5,25 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
-import re
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..client import AsyncReplicate
-from ..errors import PredictionCanceled, PredictionFailed
+from ..errors import PredictionCanceled, PredictionFailed, ReplicateError
 from ..fanout import RunResult
 from ..files import FileOutput
 from ..progress import bar
+from ..protocol.creates import CreateOptions
 from ..protocol.refs import parse_ref
 from ..types import Prediction, Status
 from ..webhooks import WebhookVerificationError, verify
 from ._show import ByteBar, Printer, Spinner, jsonable
 
 __all__ = ["COMMANDS", "UsageError"]
-
-_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 class UsageError(Exception):
@@ -106,11 +106,12 @@ def _check_input_file(path: str) -> int:
 async def _create(
     client: AsyncReplicate, ref: str, input: dict[str, Any], wait: bool
 ) -> Prediction:
-    parse_ref(ref)  # a malformed ref: the error names every form that works
-    model, sep, _ = ref.partition(":")
-    if sep or _VERSION_ID.match(ref):
-        return await client.predictions.create(version=ref, input=input, wait=wait)
-    return await client.models.predictions.create(model, input=input, wait=wait)
+    target = parse_ref(ref)  # a malformed ref: the error names every form that works
+    # Through the one create path with cancel_on_exit: Ctrl-C while a create is held
+    # open (its id not known yet) still finds and cancels what it made.
+    return await client._creator.create(
+        target, CreateOptions(input=input, wait=wait), Prediction, cancel_on_exit=True
+    )
 
 
 async def _save_files(
@@ -135,10 +136,14 @@ async def _save_files(
                 collect(item)
 
     collect(output)
+    taken: set[str] = set()
     for number, file in enumerate(files):
         name = file.url.rsplit("/", 1)[-1].split("?", 1)[0] or f"output-{number}"
         if file.url.startswith("data:"):
             name = f"output-{number}"
+        if name in taken:  # two outputs of one name (a/out.wav, b/out.wav): both kept
+            name = f"{number}-{name}"
+        taken.add(name)
         path = target / f"{prefix}{name}"
         show = ByteBar(path.name, enabled=interactive)
         try:
@@ -172,6 +177,10 @@ async def run(client: AsyncReplicate, args: argparse.Namespace, printer: Printer
     error = _prediction_error(client, prediction)
     output = None if error else client.output_of(prediction)
     saved = await _save_files(output, args.output_dir, interactive=printer.interactive)
+    # A language model's tokens: one text, as its schema says (concatenate).
+    chunks = output if error is None and not printer.json and _is_text_chunks(output) else None
+    if chunks is not None and await _concatenated(client, args.model):
+        output = "".join(chunks)
     if printer.json:
         printer.document(_with_output(prediction, output), saved)
     elif error is None:
@@ -179,6 +188,19 @@ async def run(client: AsyncReplicate, args: argparse.Namespace, printer: Printer
     if error is not None:
         raise error
     return 0
+
+
+def _is_text_chunks(output: Any) -> bool:
+    return isinstance(output, list) and bool(output) and all(isinstance(x, str) for x in output)
+
+
+async def _concatenated(client: AsyncReplicate, ref: str) -> bool:
+    """Whether the model's Output schema says its items make one text."""
+    try:
+        plan = (await client.use(ref).schema()).output_plan()
+    except (ReplicateError, ValueError):
+        return False  # no schema to go by: one item a line
+    return plan is not None and plan.kind == "iterator" and plan.concatenate
 
 
 def _with_output(prediction: Prediction, output: Any) -> dict[str, Any]:
@@ -227,8 +249,8 @@ async def _fan_out(client: AsyncReplicate, args: argparse.Namespace, printer: Pr
     inputs = _InputFile(args.input_file, _check_input_file(args.input_file))
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
-    show = bar() if printer.interactive else None
-    failed = 0
+    show = _fan_out_bar() if printer.interactive else None
+    failed = api_errors = 0
     pending: dict[int, RunResult] = {}
     next_index = 0
 
@@ -240,7 +262,7 @@ async def _fan_out(client: AsyncReplicate, args: argparse.Namespace, printer: Pr
             text = (
                 json.dumps(jsonable(result.output, saved), ensure_ascii=False)
                 if result.ok
-                else str(result.error).splitlines()[0]
+                else (str(result.error).splitlines() or [type(result.error).__name__])[0]
             )
             status = result.prediction.status if result.prediction else "error"
             printer.line(f"{result.index}\t{status}\t{text}")
@@ -258,6 +280,9 @@ async def _fan_out(client: AsyncReplicate, args: argparse.Namespace, printer: Pr
         async with jobs:
             async for result in jobs:
                 failed += not result.ok
+                api_errors += isinstance(result.error, ReplicateError) and not isinstance(
+                    result.error, (PredictionFailed, PredictionCanceled)
+                )
                 if args.order == "completion":
                     await emit(result)
                     continue
@@ -268,9 +293,20 @@ async def _fan_out(client: AsyncReplicate, args: argparse.Namespace, printer: Pr
     finally:
         if show is not None:
             show.close()
-    if failed and not printer.json:
-        printer.out.flush()
+    if api_errors:
+        return 3  # creates the API refused (a bad model, a bad token): not a model failing
     return 1 if failed else 0
+
+
+def _fan_out_bar() -> Any:
+    """The fan-out bar, drawn on stderr (stdout carries the results)."""
+    if importlib.util.find_spec("rich") is not None:
+        from rich.console import Console
+
+        from ..progress import RichBar
+
+        return RichBar(console=Console(file=sys.stderr))
+    return bar()
 
 
 def _result_document(result: RunResult) -> dict[str, Any]:

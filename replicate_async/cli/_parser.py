@@ -8,15 +8,16 @@ __all__ = ["build_parser"]
 
 EPILOG = """\
 exit codes: 0 success; 1 a prediction failed or was canceled (or a webhook did not
-verify); 2 usage error; 3 API or transport error; 130 interrupted (Ctrl-C cancels the
-predictions the command started first).
+verify); 2 usage error; 3 API or transport error; 130 interrupted, 143 terminated
+(Ctrl-C and SIGTERM cancel the predictions the command started first).
 
 environment: REPLICATE_API_TOKEN (or --token), REPLICATE_BASE_URL (or --base-url).
 """
 
 INPUTS_HELP = (
     "an input, key=value (repeatable). The value is parsed as JSON when it can be "
-    "(5, true, [1,2], {...}), else kept as text; key=@path uploads that file"
+    "(5, true, [1,2], {...}), else kept as text (quote it as JSON to keep digits text: "
+    "year='\"1984\"'); key=@path uploads that file"
 )
 
 

@@ -486,3 +486,34 @@ async def test_the_emulator_option_and_command(tmp_path: Path) -> None:
 async def test_missing_arguments_are_usage_errors(words: list[str]) -> None:
     code, _, err = await cli(None, *words)
     assert code == 2 and "required" in err
+
+
+async def test_ctrl_c_during_a_held_create_cancels_the_prediction(emulator: Emulator) -> None:
+    # Piped and --json: the create is held open (Prefer: wait), its id not known yet.
+    process = await asyncio.create_subprocess_exec(
+        *argv(emulator, "run", "emulator/sleep", "-i", "seconds=30", "--json"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    for _ in range(200):
+        if any(not job.terminal for job in emulator.predictions.values()):
+            break
+        await asyncio.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130
+    assert await none_running(emulator), "the prediction still runs after Ctrl-C"
+    assert [job.status for job in emulator.predictions.values()] == ["canceled"]
+
+
+async def test_a_language_models_tokens_print_as_one_text(emulator: Emulator) -> None:
+    code, out, _ = await cli(emulator, "run", "emulator/stream", "-i", "tokens=4")
+    assert (code, out) == (0, "token0 token1 token2 token3 \n")
+
+
+async def test_a_fan_out_the_api_refuses_exits_3(emulator: Emulator, tmp_path: Path) -> None:
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"x": 1}\n{"x": 2}\n')
+    code, out, _ = await cli(emulator, "run", "nobody/nothing", "--input-file", str(inputs))
+    assert code == 3 and len(out.splitlines()) == 2

@@ -323,3 +323,34 @@ async def test_a_redis_restart_mid_job_loses_no_request_and_repeats_none(
         created = sorted(job.input["text"] for job in emulator.predictions.values())
         assert created == sorted(str(n) for n in range(80))  # each exactly once
         assert shared.round_trips["acquire"] > 0
+
+
+async def test_a_pause_is_capped_and_wakes_the_sleepers_to_reserve_again(
+    redis_server: RedisServer,
+) -> None:
+    shared = limits(redis_server.url, create_per_minute=60, burst=1, reserve=0)
+    await shared.create.acquire()  # the one token
+    started = time.monotonic()
+    sleeper = asyncio.ensure_future(shared.create.acquire())  # its slot: 1 s from now
+    await asyncio.sleep(0.2)
+    await shared._pause(shared.create, 2.0, None)  # a 429 said: 2 s
+    await sleeper
+    # Woken, it reserved again: after the pause, not at its old slot.
+    assert time.monotonic() - started > 2.0
+    # An absurd Retry-After is capped (two minutes, as the local limiter caps it).
+    await shared._pause(shared.create, 1e9, None)
+    wait, _ = await shared._acquire(shared.create)  # type: ignore[misc]
+    assert 100 < wait <= 121
+
+
+async def test_a_stated_limit_that_expires_gives_no_burst_at_once(
+    redis_server: RedisServer, redis_client: Any
+) -> None:
+    shared = limits(redis_server.url, create_per_minute=600, burst=100, reserve=0)
+    await shared._pause(shared.create, 0.0, (6.0, 1.0))  # "6 a minute, a burst of 1"
+    await shared._acquire(shared.create)
+    # The stated limit runs out (its key expires): the bucket does not hand out the
+    # difference at once, it refills from where it was.
+    await redis_client.delete(f"{{replicate_async:limits:{shared._token_key}:create}}:stated")
+    waits = [(await shared._acquire(shared.create))[0] for _ in range(5)]  # type: ignore[index]
+    assert all(wait > 0 for wait in waits[1:]), waits
