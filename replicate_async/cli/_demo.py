@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..client import AsyncReplicate
-from ..errors import ReplicateError
+from ..errors import InputValidationError, ReplicateError
 from ..progress import TextBar
 
 __all__ = ["demo"]
@@ -73,5 +73,28 @@ async def demo(out: str | None) -> int:
                 await client.run("emulator/fail")
             except ReplicateError as exc:
                 print(f"   {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+            print("\n6. use(): a model as a function, its input checked before any request")
+            echo = client.use("emulator/echo")
+            print(f"   {await echo(text='checked, then run')!r}")
+            try:
+                await echo(txt="a typo")
+            except InputValidationError as exc:
+                print(
+                    f"   InputValidationError: {exc.problems[0].field}: {exc.problems[0].message}"
+                )
+
+            print("\n7. run_many(journal=...): run the same job again, nothing is created twice")
+            journal = out_dir / "job.journal.jsonl"
+            await asyncio.to_thread(journal.unlink, missing_ok=True)
+            jobs = [{"text": f"item {n}"} for n in range(10)]
+            first = [r async for r in client.run_many("emulator/echo", jobs, journal=journal)]
+            before = sum(emu.requests.values())
+            again = [r async for r in client.run_many("emulator/echo", jobs, journal=journal)]
+            made = sum(emu.requests.values()) - before
+            print(
+                f"   first run: {len(first)} results; second run: "
+                f"{sum(r.replayed for r in again)} replayed from {journal.name}, {made} requests"
+            )
     print("\nDone. Against the real API: set REPLICATE_API_TOKEN and call the same methods.")
     return 0

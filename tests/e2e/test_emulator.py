@@ -83,6 +83,8 @@ def test_the_demo_runs_offline(tmp_path: Path) -> None:
     assert "".join(f"token{i} " for i in range(12)) in out
     assert "PredictionFailed" in out
     assert (tmp_path / "image-0.png").stat().st_size == 2_000_000
+    assert "InputValidationError: txt: not an input of emulator/echo (did you mean 'text'?)" in out
+    assert "second run: 10 replayed from job.journal.jsonl, 0 requests" in out
 
 
 def test_the_emulator_command_line_starts_and_prints_its_url() -> None:
