@@ -26,7 +26,7 @@ from ._version import __version__
 from ._watch import wait_for
 from .errors import ValidationError, keep_secret, prediction_error
 from .fanout import Progress, RunMany
-from .files import FileOutput, decode_output
+from .files import decode_output
 from .journal import Journal
 from .limiter import RateLimiter
 from .protocol.creates import Claims, CreateOptions
@@ -34,6 +34,7 @@ from .protocol.limits import RateLimits
 from .protocol.polling import PollPolicy
 from .protocol.refs import parse_ref
 from .protocol.retry import RetryPolicy
+from .protocol.schema import OutputPlan
 from .receiver import Receiver
 from .redis_limits import RedisRateLimits
 from .resources import (
@@ -299,13 +300,7 @@ class AsyncReplicate(AsyncClosing):
                 janitor=self._janitor if cancel_on_exit else None,
                 quiet=0.0 if receiver is None else receiver.grace,
             )
-        if plan is not None and use_file_output:
-            error = prediction_error(prediction)
-            if error is not None:
-                raise error
-            session = self._session
-            return plan.decode(prediction.output, lambda url: FileOutput(url, session))
-        return self.output_of(prediction, use_file_output=use_file_output)
+        return self.output_of(prediction, use_file_output=use_file_output, plan=plan)
 
     @overload
     def use(self, ref: str, *, ttl: float = DEFAULT_TTL) -> RemoteModel[Any]: ...
@@ -374,13 +369,23 @@ class AsyncReplicate(AsyncClosing):
         on_abandon = self._janitor.cancel if cancel_on_exit else None
         return PredictionStream(self._session, start, wait, policy, on_abandon=on_abandon)
 
-    def output_of(self, prediction: Prediction, *, use_file_output: bool = True) -> Any:
-        """The output of a finished prediction, or the error it ended with."""
+    def output_of(
+        self,
+        prediction: Prediction,
+        *,
+        use_file_output: bool = True,
+        plan: OutputPlan | None = None,
+    ) -> Any:
+        """The output of a finished prediction, or the error it ended with.
+
+        ``plan`` (a version's Output schema) says where the files are; without it every
+        URL-like string becomes one.
+        """
         error = prediction_error(prediction)
         if error is not None:
             raise error
         if use_file_output:
-            return decode_output(prediction.output, self._session)
+            return decode_output(prediction.output, self._session, plan)
         return prediction.output
 
     def run_many(

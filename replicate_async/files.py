@@ -43,6 +43,7 @@ from .errors import (
 )
 from .protocol.replies import parse_retry_after
 from .protocol.retry import backoff
+from .protocol.schema import OutputPlan
 from .types import File
 
 if TYPE_CHECKING:
@@ -490,8 +491,14 @@ def _raise_download_error(url: str, status: int, error: ReplicateError) -> NoRet
     raise error
 
 
-def decode_output(value: Any, session: Session) -> Any:
-    """Turn every URL or data URI in an output (at any depth) into a :class:`FileOutput`."""
+def decode_output(value: Any, session: Session, plan: OutputPlan | None = None) -> Any:
+    """Turn the files in an output into :class:`FileOutput`.
+
+    With the version's ``plan`` (its Output schema), exactly where it says ``format:
+    uri``; without one, every URL or data URI at any depth.
+    """
+    if plan is not None:
+        return plan.decode(value, lambda url: FileOutput(url, session))
     if isinstance(value, str):
         return FileOutput(value, session) if is_file_url(value) else value
     if isinstance(value, list):

@@ -28,7 +28,7 @@ from ._poller import Poller
 from ._session import Session
 from ._watch import PredictionWatch, wait_for
 from .errors import InputValidationError, ReplicateError, prediction_error
-from .files import FileOutput, looks_like_file
+from .files import decode_output, looks_like_file
 from .protocol.refs import model_target, split_owner_name, version_target
 from .protocol.schema import ModelSchema, OutputPlan
 from .types import Model, Prediction, Version
@@ -292,13 +292,7 @@ class Run(Generic[T]):
 
     def decode(self, value: Any) -> Any:
         """``value`` decoded by this version's Output schema (files where it says so)."""
-        session = self._client._session
-        plan = self.plan
-        if plan is None:
-            from .files import decode_output
-
-            return decode_output(value, session)
-        return plan.decode(value, lambda url: FileOutput(url, session))
+        return decode_output(value, self._client._session, self.plan)
 
     async def text(self, timeout: float | None = None) -> str:
         """The output as one text: an iterator's items joined, or the output itself."""
@@ -493,4 +487,4 @@ def _from_event(data: str, plan: OutputPlan | None) -> Any:
 def _item_decoder(run: Run[Any], plan: OutputPlan) -> Callable[[Any], Any]:
     """Decode one item by its schema (files where it says so)."""
     session = run._client._session
-    return lambda item: plan.decode(item, lambda url: FileOutput(url, session))
+    return lambda item: decode_output(item, session, plan)
