@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import AsyncReplicate
-from ..errors import PredictionCanceled, PredictionFailed, ReplicateError
+from ..errors import PredictionCanceled, PredictionFailed, ReplicateError, prediction_error
 from ..fanout import RunResult
 from ..files import FileOutput
 from ..progress import bar
@@ -21,7 +21,7 @@ from ..protocol.creates import CreateOptions
 from ..protocol.refs import parse_ref
 from ..types import Prediction, Status
 from ..webhooks import WebhookVerificationError, verify
-from ._show import ByteBar, Printer, Spinner, jsonable
+from ._show import ByteBar, Printer, Spinner, jsonable, model_progress
 
 __all__ = ["COMMANDS", "UsageError"]
 
@@ -174,7 +174,7 @@ async def run(client: AsyncReplicate, args: argparse.Namespace, printer: Printer
             printer.line(f"{prediction.id}  {prediction.status}")
         return 0
     prediction = await _follow(client, prediction, printer, args.model)
-    error = _prediction_error(client, prediction)
+    error = prediction_error(prediction)
     output = None if error else client.output_of(prediction)
     saved = await _save_files(output, args.output_dir, interactive=printer.interactive)
     # A language model's tokens: one text, as its schema says (concatenate).
@@ -210,18 +210,15 @@ def _with_output(prediction: Prediction, output: Any) -> dict[str, Any]:
     return document
 
 
-def _prediction_error(client: AsyncReplicate, prediction: Prediction) -> Exception | None:
-    try:
-        client.output_of(prediction, use_file_output=False)
-    except (PredictionFailed, PredictionCanceled) as error:
-        return error
-    return None
-
-
 async def _follow(
-    client: AsyncReplicate, prediction: Prediction, printer: Printer, label: str
+    client: AsyncReplicate,
+    prediction: Prediction,
+    printer: Printer,
+    label: str,
+    *,
+    started_here: bool = True,
 ) -> Prediction:
-    """Wait for a prediction this command started, with a spinner; cancel it on Ctrl-C."""
+    """Wait for a prediction with a spinner; on Ctrl-C cancel it if this command started it."""
     if prediction.done:
         return prediction
     spinner = Spinner(label, enabled=printer.interactive)
@@ -233,7 +230,8 @@ async def _follow(
                 spinner.update(state.status, state.logs)
         return prediction
     except asyncio.CancelledError:
-        await _cancel_quietly(client, prediction.id)
+        if started_here:
+            await _cancel_quietly(client, prediction.id)
         raise
     finally:
         spinner.close()
@@ -410,15 +408,7 @@ async def predictions(client: AsyncReplicate, args: argparse.Namespace, printer:
         return 0
     if action == "wait":
         p = await client.predictions.get(args.id)
-        spinner = Spinner(args.id, enabled=printer.interactive)
-        try:
-            if not p.done:
-                async with client.predictions.watch(p) as states:
-                    async for state in states:
-                        p = state
-                        spinner.update(state.status, state.logs)
-        finally:
-            spinner.close()
+        p = await _follow(client, p, printer, args.id, started_here=False)
         _print_one(printer, p, _prediction_fields(p))
         return 1 if p.status in (Status.FAILED, Status.CANCELED, Status.ABORTED) else 0
     # watch: a line (or a JSON line) per new state
@@ -437,8 +427,6 @@ def _print_state(printer: Printer, state: Prediction) -> None:
     if printer.json:
         printer.document(state)
         return
-    from ._show import model_progress
-
     progress = model_progress(state.logs)
     line = f"{state.id}  {state.status}" + (f"  {progress}" if progress else "")
     last = (state.logs or "").rstrip().rsplit("\n", 1)[-1]
