@@ -185,7 +185,8 @@ class Job:
 
         async def record(body: dict[str, Any]) -> None:
             nonlocal recorded
-            await journal.sending(index, fp, body["input"])
+            # The send's time by the client's clock: the next run's search starts there.
+            await journal.sending(index, fp, body["input"], at=self._session.timing.wall())
             recorded = True
 
         try:

@@ -251,15 +251,16 @@ class Journal:
             if entry.sent is not None and entry.id is None and entry.done is None
         }
 
-    def beyond(self, count: int) -> list[int]:
-        """Indices the journal has that a job of ``count`` inputs does not."""
-        return sorted(i for i in self.entries if i >= count)
-
     # -- recording ---------------------------------------------------------------------
 
-    async def sending(self, index: int, fp: str, sent_input: Any) -> None:
-        """A create for input ``index`` is about to be sent (recorded before it is)."""
-        sent = round(time.time(), 3)
+    async def sending(
+        self, index: int, fp: str, sent_input: Any, *, at: float | None = None
+    ) -> None:
+        """A create for input ``index`` is about to be sent (recorded before it is).
+
+        ``at``: the Unix time it goes (the job's client clock; now by default).
+        """
+        sent = round(time.time() if at is None else at, 3)
         await self._append({"i": index, "fp": fp, "sent": sent, "input": sent_input})
         entry = self.entries.setdefault(index, JournalEntry())
         entry.fp, entry.sent, entry.sent_input = fp, sent, sent_input

@@ -180,11 +180,6 @@ class _RedisLane:
         # Set (and replaced) when a 429 moved the shared bucket: sleepers reserve again.
         self._replan = asyncio.Event()
 
-    @property
-    def controller(self) -> Any:
-        """The local fallback lane's controller (what this process learnt of the server)."""
-        return self._owner._local_limiter().lane(self.kind).controller
-
     async def acquire(self) -> Ticket:
         """Reserve a slot in the shared bucket and sleep until it comes (one round trip)."""
         owner = self._owner
@@ -212,12 +207,15 @@ class _RedisLane:
 
     async def _interrupted(self, seconds: float) -> bool:
         """Sleep ``seconds``; True if a 429 cut it short (the slot must be reserved again)."""
-        replan = self._replan
+        # The injected sleep (fake time in tests) raced against the 429's signal.
+        sleeper = asyncio.ensure_future(self._owner._sleep(seconds))
+        woken = asyncio.ensure_future(self._replan.wait())
         try:
-            await asyncio.wait_for(replan.wait(), seconds)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()
+        return woken.done() and not woken.cancelled()
 
     def replan(self) -> None:
         """The shared bucket moved (a 429): every sleeper of this lane reserves again."""
