@@ -314,15 +314,20 @@ def run_child(
     return result
 
 
-def main(sizes: list[int], rounds: int, states: list[str]) -> None:
+DOWNLOADERS = {
+    "ours": "replicate_async FileOutput.save",
+    "plain": "raw aiohttp + plain write (floor)",
+    "floor": "raw aiohttp + aiofiles",
+    "official": "replicate (official) FileOutput",
+}
+
+
+def main(
+    sizes: list[int], rounds: int, states: list[str], clients: list[str], uploads: bool
+) -> None:
     from ._emulator import emulator_process
 
-    names = {
-        "ours": "replicate_async FileOutput.save",
-        "plain": "raw aiohttp + plain write (floor)",
-        "floor": "raw aiohttp + aiofiles",
-        "official": "replicate (official) FileOutput",
-    }
+    names = {key: DOWNLOADERS[key] for key in clients}
     with (
         emulator_process("--max-file-size", str(200 * 1024 * 1024)) as emu,
         tempfile.TemporaryDirectory(dir=os.getcwd(), prefix=".bench-files-") as tmp,
@@ -345,23 +350,28 @@ def main(sizes: list[int], rounds: int, states: list[str]) -> None:
                         target.unlink()
                 print(f"\ndownload of {mib} MiB to disk, memory {state}, medians of {rounds}:\n")
                 _download_table(names, results)
-        source = Path(tmp) / "upload.bin"
-        with source.open("wb") as out:
-            block = os.urandom(1024 * 1024)
-            for _ in range(100):
-                out.write(block)
-        up_names = {
-            "ours": "replicate_async files.create(path)",
-            "floor": "raw aiohttp multipart (floor)",
-            "official": "replicate (official) files.async_create",
-        }
-        up: dict[str, list[dict[str, float]]] = {k: [] for k in up_names}
-        for r in range(rounds):
-            for key in _rotated(list(up_names), r):
-                _settle_disk()
-                up[key].append(run_child(f"upload:{key}", emu.url, emu.token, source))
-        print(f"\nupload of a 100 MiB file, medians of {rounds}:\n")
-        _table(up_names, up, "ours")
+        if uploads:
+            _uploads(emu, Path(tmp), rounds)
+
+
+def _uploads(emu: Any, tmp: Path, rounds: int) -> None:
+    source = tmp / "upload.bin"
+    with source.open("wb") as out:
+        block = os.urandom(1024 * 1024)
+        for _ in range(100):
+            out.write(block)
+    up_names = {
+        "ours": "replicate_async files.create(path)",
+        "floor": "raw aiohttp multipart (floor)",
+        "official": "replicate (official) files.async_create",
+    }
+    up: dict[str, list[dict[str, float]]] = {k: [] for k in up_names}
+    for r in range(rounds):
+        for key in _rotated(list(up_names), r):
+            _settle_disk()
+            up[key].append(run_child(f"upload:{key}", emu.url, emu.token, source))
+    print(f"\nupload of a 100 MiB file, medians of {rounds}:\n")
+    _table(up_names, up, "ours")
 
 
 def _settle_disk() -> None:
@@ -405,9 +415,10 @@ def _download_table(names: dict[str, str], results: dict[str, list[dict[str, flo
         stall = statistics.median(r["stall_ms"] for r in runs)
         cpu = statistics.median(r["cpu_s"] / r["bytes"] * 1e8 * 1000 for r in runs)
         faults = statistics.median(r["minor_faults"] / (r["bytes"] / (1 << 20)) for r in runs)
+        aiofiles_ratio = ratio(key, "floor") if "floor" in rates else "-"
         print(
             f"| {label} | {statistics.median(rates[key]):,.0f} | {ratio(key, 'plain')} "
-            f"| {ratio(key, 'floor')} | {cpu:.0f} | {faults:.1f} | {rss:.1f} | {stall:.1f} |"
+            f"| {aiofiles_ratio} | {cpu:.0f} | {faults:.1f} | {rss:.1f} | {stall:.1f} |"
         )
 
 
@@ -431,6 +442,12 @@ if __name__ == "__main__":
         default="backed,returned",
         help="the VM memory states to run downloads in (backed, returned)",
     )
+    parser.add_argument(
+        "--clients",
+        default=",".join(DOWNLOADERS),
+        help="the downloaders to run (ours, plain, floor, official); plain is required",
+    )
+    parser.add_argument("--uploads", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -443,4 +460,7 @@ if __name__ == "__main__":
         states = args.memory.split(",")
         if not set(states) <= {"backed", "returned"}:
             parser.error("--memory takes backed, returned or both, comma-separated")
-        main([int(s) for s in args.sizes.split(",")], args.rounds, states)
+        clients = args.clients.split(",")
+        if "plain" not in clients or not set(clients) <= set(DOWNLOADERS):
+            parser.error(f"--clients takes plain and any of {', '.join(DOWNLOADERS)}")
+        main([int(s) for s in args.sizes.split(",")], args.rounds, states, clients, args.uploads)

@@ -1,25 +1,39 @@
-"""Writing a download to disk off the event loop, in few large writes.
+"""Writing a download to disk off the event loop, in few hand-offs to a thread.
 
 A download arrives as many chunks of 16-256 KiB. Handing each one to a thread (what an
 aiofiles loop does) costs a wake-up of a thread and of the loop per chunk; writing on
 the loop thread blocks every other task for as long as the disk takes. :class:`FileSink`
-gathers chunks (without copying them) into a batch of about :data:`BATCH` bytes and
-writes the batch with one ``writev`` in a small pool of writer threads shared by every
-download (:data:`WRITERS` at most), however many run. The download waits for its
-batch's write: meanwhile the loop goes on reading the socket into aiohttp's buffer (the
-download's read-ahead), so the network and the disk still overlap, and memory stays at
-one batch and the read-ahead, however big the file.
+gathers chunks (without copying them) into a batch of up to :data:`BATCH` bytes and
+hands the batch to a small pool of writer threads shared by every download
+(:data:`WRITERS` at most), however many run; the thread writes it in pieces of
+:data:`WRITE_MOST`. The download waits for its batch's write: meanwhile the loop goes
+on reading the socket into aiohttp's buffer (the download's read-ahead), so the network
+and the disk still overlap, and memory stays at one batch and the read-ahead, however
+big the file. Downloads running at once share :data:`BUDGET` for their batches (and
+read-ahead, :func:`share`): 100 saves hold about 32 MiB of batches, not 100 full ones.
 
 The pool is the library's own, not the loop's default executor: aiohttp resolves host
 names in that one, so a slow disk cannot hold up new connections; and a write's end
 reaches the loop as one ``call_soon_threadsafe``, which costs half of what
 ``run_in_executor``'s future chaining does (15-23 µs against 49 µs a hand-off on one
-core, measured): at 1 GB/s a hand-off per MiB is 3% of the time.
+core, measured).
 
-Measured (benchmarks/files.py): writing batches while the next one fills, instead of
-waiting, was slower on a machine whose cores are all busy: the writer thread then
-waits up to the interpreter's switch interval (5 ms) for the GIL at every batch, and
-bigger batches to amortize that cost more in fresh memory than they saved.
+Measured (benchmarks/files.py, one core for the client):
+
+- Writing batches while the next one fills, instead of waiting, was slower: the writer
+  thread then waits up to the interpreter's switch interval (5 ms) for the GIL.
+- Big batches win twice: a hand-off costs about 7 context switches (1 MiB batches spent
+  7,400 a GiB, 4 MiB ones 2,000), and while a batch is written the socket's data piles
+  up in the kernel, so the loop then reads it in fewer, larger pieces.
+- But a batch is not one system call. On Linux 6.x a write's size sets the size of the
+  page cache's folios, so a 4 MiB write takes its pages in large blocks; on a VM that
+  gives free memory back to its host (free page reporting) those are the blocks the
+  host must provide again, page by page: 4 MiB writes ran at 320 MB/s there, 64-256 KiB
+  ones at 600-1,200 MB/s (with memory backed, every size from 64 KiB up took 4-6 GB/s).
+  In 256 KiB pieces a batch costs a few more system calls and nothing else.
+- The first download tells the C allocator what size of blocks the process works with
+  (:func:`_steady_heap`): without it, every batch the writer handed back was returned
+  to the kernel and faulted in again for the next one.
 """
 
 from __future__ import annotations
@@ -33,13 +47,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["BATCH", "WRITERS", "FileSink", "in_writer"]
+__all__ = ["BATCH", "BUDGET", "WRITERS", "FileSink", "in_writer", "share"]
 
 T = TypeVar("T")
 
-#: bytes gathered before one write (measured: 256 KiB cost a fifth of the throughput in
-#: hand-offs to the thread; 4 MiB was no faster than 1 and now and then much slower)
-BATCH = 1024 * 1024
+#: the most bytes a download gathers before one write (measured on one core at 1 GiB:
+#: 1 MiB batches ran at 105% of a plain write loop, 2 MiB at 118%, 4 MiB at 120%,
+#: 8 MiB at 117%; 256 KiB lost a fifth of the throughput in hand-offs to the thread)
+BATCH = 4 * 1024 * 1024
+#: the least, however many downloads share the budget
+MIN_BATCH = 256 * 1024
+#: what the batches of all downloads running at once hold together (MIN_BATCH each at
+#: least): one download gets a whole BATCH, 8 get 4 MiB each, 100 get 320 KiB each
+BUDGET = 32 * 1024 * 1024
+#: the most one write system call takes: a download's chunks as the socket delivered
+#: them (aiohttp's are up to 256 KiB), not its whole batch (see the module docstring)
+WRITE_MOST = 256 * 1024
 #: most buffers one writev takes (POSIX guarantees at least 16; Linux takes 1024)
 _IOV_MAX = 1024
 _FLAGS = (
@@ -53,6 +76,49 @@ WRITERS = min(16, (os.cpu_count() or 1) + 4)
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
+
+
+#: the block freed once so the allocator keeps a download's memory (see _steady_heap)
+_HEAP_HINT = 2 * BATCH
+_heap_hinted = False
+
+_open = 0  # sinks open in this process, sharing BUDGET
+_open_lock = threading.Lock()  # event loops may run in several threads
+
+
+def share(most: int) -> int:
+    """An open download's share of :data:`BUDGET`: at least MIN_BATCH, at most ``most``."""
+    return max(MIN_BATCH, min(most, BUDGET // max(1, _open)))
+
+
+def _count_open(change: int) -> None:
+    global _open
+    with _open_lock:
+        _open += change
+
+
+def _steady_heap() -> None:
+    """Free one block of two batches' size, once a process, before the first download.
+
+    glibc's malloc gives the free top of its heap back to the kernel whenever it grows
+    past a threshold, which it sets by itself at twice the largest block the program has
+    freed so far (128 KiB at start, 64 MiB at most; fixed instead when the user sets it,
+    and then this does nothing). A download holds a batch and its read-ahead, aiohttp's
+    chunks of at most 256 KiB, and frees a batch's worth at once, so with the threshold
+    at aiohttp's 256 KiB receive buffer every batch went back to the kernel and came
+    again as fresh pages: 18-50 page faults a MiB, 15-20% of a download's CPU
+    (measured, benchmarks/files.py). Freeing one larger block is the sign glibc waits
+    for; afterwards it keeps up to 16 MiB of free heap instead of returning it. This is
+    the allocator's own adaptation, not a setting: any program that frees an 8 MiB
+    buffer gets it. ``bytes(n)`` comes from calloc, which for a block this size maps
+    zeroed pages without touching them (22 µs, one page fault); other allocators
+    simply free it.
+    """
+    global _heap_hinted
+    if not _heap_hinted:
+        _heap_hinted = True
+        block = bytes(_HEAP_HINT)
+        del block
 
 
 def _writers() -> concurrent.futures.ThreadPoolExecutor:
@@ -98,15 +164,33 @@ def _settle_future(future: asyncio.Future[T], result: T, error: BaseException | 
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:
-    """Write every byte of ``chunks`` at the file's offset (in a worker thread)."""
-    if not hasattr(os, "writev"):  # Windows: one joined write
-        data = memoryview(b"".join(chunks))
-        while data:
-            data = data[os.write(fd, data) :]
-        return
-    views = [memoryview(chunk) for chunk in chunks]
+    """Write every byte of ``chunks`` at the file's offset, in writes of WRITE_MOST.
+
+    One batch, several system calls (in a worker thread): small chunks are gathered
+    into one ``writev``, big ones split, so each call takes WRITE_MOST bytes (see the
+    module's docstring for why not the whole batch at once).
+    """
+    group: list[memoryview] = []
+    size = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            piece = view[: WRITE_MOST - size]
+            group.append(piece)
+            size += len(piece)
+            view = view[len(piece) :]
+            if size == WRITE_MOST or len(group) == _IOV_MAX:
+                _write_group(fd, group)
+                group, size = [], 0
+    if group:
+        _write_group(fd, group)
+
+
+def _write_group(fd: int, views: list[memoryview]) -> None:
+    if len(views) > 1 and not hasattr(os, "writev"):  # Windows: one joined write
+        views = [memoryview(b"".join(views))]
     while views:
-        written = os.writev(fd, views[:_IOV_MAX])
+        written = os.write(fd, views[0]) if len(views) == 1 else os.writev(fd, views)
         # A regular file takes all of it, but POSIX allows less: carry on from there.
         while views and written >= len(views[0]):
             written -= len(views[0])
@@ -140,13 +224,16 @@ class FileSink:
     after the write in flight, if any, has finished (a thread cannot be stopped).
     """
 
-    __slots__ = ("_batch", "_fd", "_in_flight", "_size", "path", "written")
+    __slots__ = ("_batch", "_counted", "_fd", "_in_flight", "_limit", "_size", "path", "written")
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self._fd = fd
         self._batch: list[bytes] = []
         self._size = 0
+        _count_open(1)
+        self._counted = True
+        self._limit = BATCH  # this batch's size: the share when it started
         self._in_flight: asyncio.Future[None] | None = None
         #: bytes handed to ``write`` since the file was created (or restarted)
         self.written = 0
@@ -154,6 +241,7 @@ class FileSink:
     @classmethod
     async def create(cls, path: Path) -> FileSink:
         """Create ``path`` (exclusively: an existing file is an error, never overwritten)."""
+        _steady_heap()
         # Opening can block (a slow or network disk): not on the loop thread either.
         opening = in_writer(os.open, path, _FLAGS, 0o666)
         try:
@@ -165,10 +253,12 @@ class FileSink:
         return cls(path, fd)
 
     async def write(self, chunk: bytes) -> None:
+        if not self._batch:  # a new batch: other downloads may have started or ended
+            self._limit = share(BATCH)
         self._batch.append(chunk)
         self._size += len(chunk)
         self.written += len(chunk)
-        if self._size >= BATCH:
+        if self._size >= self._limit:
             await self._flush()
 
     async def restart(self) -> None:
@@ -181,11 +271,13 @@ class FileSink:
         """Write what is left and close the file."""
         await self._flush()
         fd, self._fd = self._fd, -1
+        self._uncount()
         await in_writer(os.close, fd)
 
     async def discard(self) -> None:
         """Close and remove the file, whatever state it is in (also when cancelled)."""
         self._batch, self._size = [], 0
+        self._uncount()
         in_flight = self._in_flight
         if in_flight is not None and not in_flight.done():
             # A thread cannot be stopped: the file is closed once its write is done.
@@ -195,6 +287,11 @@ class FileSink:
                 in_flight.add_done_callback(lambda _: self._remove())
                 return
         self._remove()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            _count_open(-1)
 
     def _remove(self) -> None:
         fd, self._fd = self._fd, -1
@@ -228,7 +325,10 @@ class FileSink:
         return f"FileSink({str(self.path)!r}, written={self.written})"
 
     def __del__(self, _close: Any = os.close) -> None:
-        # Dropped without close() or discard() (a bug): do not leak the descriptor.
+        # Dropped without close() or discard() (a bug): do not leak the descriptor, nor
+        # keep the budget's share.
+        if getattr(self, "_counted", False):
+            self._uncount()
         if self._fd >= 0 and (self._in_flight is None or self._in_flight.done()):
             with contextlib.suppress(OSError):
                 _close(self._fd)

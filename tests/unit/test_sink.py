@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -173,3 +175,71 @@ async def test_an_error_in_the_writer_thread_is_raised_with_its_type(tmp_path: P
     with pytest.raises(PermissionError, match="Permission denied"):
         await _sink.in_writer(boom)
     assert await _sink.in_writer(lambda: 42) == 42
+
+
+async def test_downloads_at_once_share_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    real = _sink._write_all
+
+    def spy(fd: int, chunks: list[bytes]) -> None:
+        sizes.append(sum(map(len, chunks)))
+        real(fd, chunks)
+
+    monkeypatch.setattr(_sink, "_write_all", spy)
+    assert _sink.share(_sink.BATCH) == _sink.BATCH  # alone: a whole batch
+    sinks = [await FileSink.create(tmp_path / f"{i}.part") for i in range(16)]
+    each = _sink.BUDGET // 16
+    assert _sink.share(_sink.BATCH) == each
+    chunk = b"x" * 65_536
+    for _ in range(each // len(chunk)):
+        await sinks[0].write(chunk)
+    assert sizes == [each]  # the batch went out at its share, not at BATCH
+    many = [await FileSink.create(tmp_path / f"m{i}.part") for i in range(200)]
+    assert _sink.share(_sink.BATCH) == _sink.MIN_BATCH  # never below the floor
+    for sink in many:
+        await sink.discard()
+    for sink in sinks[1:]:
+        await sink.close()
+    # One left: its next batch is a whole one again.
+    for _ in range(_sink.BATCH // len(chunk)):
+        await sinks[0].write(chunk)
+    assert sizes[-1] == _sink.BATCH
+    await sinks[0].close()
+    dropped = await FileSink.create(tmp_path / "dropped.part")
+    del dropped  # a bug, but its share comes back
+    import gc
+
+    gc.collect()
+    assert _sink._open == 0
+
+
+@pytest.mark.skipif(
+    not __import__("platform").libc_ver()[0].startswith("glibc"), reason="glibc's heap"
+)
+def test_after_the_first_download_the_heap_keeps_a_batch() -> None:
+    # In a fresh process: holding 4 MiB of 256 KiB blocks and freeing them at once (what
+    # a batch is) gave the memory back to the kernel each time, and every next batch
+    # faulted it in again; after the hint, the allocator keeps it.
+    code = """
+import resource
+from replicate_async import _sink
+def churn():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        held = [b"x" * (256 * 1024) for _ in range(16)]
+        del held
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+churn()
+without = churn()
+_sink._steady_heap()
+churn()
+print(without, churn())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    without, hinted = map(int, out.stdout.split())
+    assert without > 10_000  # 50 batches of 1,024 pages each
+    assert hinted < 100
