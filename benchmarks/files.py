@@ -9,6 +9,8 @@ in another process that generates the output bytes as they are sent:
   ``replicate`` package's ``FileOutput`` async iteration written with aiofiles; at
   256 MiB and 1 GiB. Every contender runs the same ticker (a 10 ms sleep loop) that
   records the event loop's worst stall: how long other tasks could not run;
+- 100 saves at once (``--many`` MiB each): their memory together, and the few writer
+  threads serving them all, vs 100 raw aiohttp plain-write loops;
 - upload of a 100 MB file: ``client.files.create(path)`` vs a raw aiohttp multipart
   POST of the open file (the floor) vs the official ``files.async_create``.
 
@@ -22,6 +24,7 @@ medians of the rounds; ratios are taken within each round, then their median. Be
 each run the disk is synced and (as root) the page cache dropped.
 
     python -m benchmarks.files [--sizes 256,1024] [--rounds 9] [--memory backed,returned]
+        [--clients ours,plain,floor,official] [--many 8] [--no-uploads]
 """
 
 from __future__ import annotations
@@ -203,6 +206,52 @@ async def download_official(url: str, token: str, size: int, target: Path) -> No
         await client._async_client.aclose()
 
 
+MANY = 100
+
+
+async def many_ours(url: str, token: str, size: int, target: Path) -> None:
+    from replicate_async import AsyncReplicate
+
+    async with AsyncReplicate(api_token=token, base_url=url) as client:
+        images = await client.run(MODEL, input={"size_bytes": size, "num_outputs": MANY})
+        base = _ready()
+        started = time.perf_counter()
+        with _Stalls() as stalls:
+            saved = await asyncio.gather(
+                *(image.save(target.with_suffix(f".{i}")) for i, image in enumerate(images))
+            )
+        _report(started, base, sum(s.size for s in saved), stalls)
+
+
+async def many_plain(url: str, token: str, size: int, target: Path) -> None:
+    import aiohttp
+
+    async def one(session: aiohttp.ClientSession, file_url: str, path: Path) -> int:
+        written = 0
+        async with session.get(file_url) as resp:
+            with path.open("wb") as out:  # blocking writes, on the loop thread
+                async for chunk in resp.content.iter_any():
+                    out.write(chunk)
+                    written += len(chunk)
+        return written
+
+    headers = {"Authorization": f"Bearer {token}", "Prefer": "wait"}
+    body = {"input": {"size_bytes": size, "num_outputs": MANY}}
+    connector = aiohttp.TCPConnector(limit=MANY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.post(
+            f"{url}/models/{MODEL}/predictions", json=body, headers=headers
+        ) as r:
+            urls: list[str] = (await r.json())["output"]
+        base = _ready()
+        started = time.perf_counter()
+        with _Stalls() as stalls:
+            sizes = await asyncio.gather(
+                *(one(session, u, target.with_suffix(f".{i}")) for i, u in enumerate(urls))
+            )
+        _report(started, base, sum(sizes), stalls)
+
+
 async def upload_ours(url: str, token: str, source: Path) -> None:
     from replicate_async import AsyncReplicate
 
@@ -266,6 +315,8 @@ CHILDREN: dict[str, Any] = {
     "download:plain": download_plain,
     "download:floor": download_floor,
     "download:official": download_official,
+    "many:ours": many_ours,
+    "many:plain": many_plain,
     "upload:ours": upload_ours,
     "upload:floor": upload_floor,
     "upload:official": upload_official,
@@ -274,7 +325,7 @@ CHILDREN: dict[str, Any] = {
 
 def child(args: argparse.Namespace) -> None:
     run = CHILDREN[args.child]
-    if args.child.startswith("download"):
+    if args.child.startswith(("download", "many")):
         asyncio.run(run(args.url, args.token, args.size, Path(args.target)))
     else:
         asyncio.run(run(args.url, args.token, Path(args.target)))
@@ -323,7 +374,12 @@ DOWNLOADERS = {
 
 
 def main(
-    sizes: list[int], rounds: int, states: list[str], clients: list[str], uploads: bool
+    sizes: list[int],
+    rounds: int,
+    states: list[str],
+    clients: list[str],
+    uploads: bool,
+    many: int,
 ) -> None:
     from ._emulator import emulator_process
 
@@ -350,8 +406,28 @@ def main(
                         target.unlink()
                 print(f"\ndownload of {mib} MiB to disk, memory {state}, medians of {rounds}:\n")
                 _download_table(names, results)
+        if many:
+            _many(emu, Path(tmp), rounds, many)
         if uploads:
             _uploads(emu, Path(tmp), rounds)
+
+
+def _many(emu: Any, tmp: Path, rounds: int, mib: int) -> None:
+    """100 saves at once: their memory together, and the pool's threads serving all."""
+    names = {"ours": "replicate_async, 100 saves", "plain": "raw aiohttp + plain write, 100"}
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in names}
+    for r in range(rounds):
+        for key in _rotated(list(names), r):
+            target = tmp / f"many-{key}"
+            _settle_disk()
+            prefault = 2 * MANY * mib + 512
+            results[key].append(
+                run_child(f"many:{key}", emu.url, emu.token, target, mib << 20, prefault)
+            )
+            for i in range(MANY):
+                target.with_suffix(f".{i}").unlink()
+    print(f"\n{MANY} saves of {mib} MiB at once, memory backed, medians of {rounds}:\n")
+    _download_table(names, results)
 
 
 def _uploads(emu: Any, tmp: Path, rounds: int) -> None:
@@ -448,6 +524,9 @@ if __name__ == "__main__":
         help="the downloaders to run (ours, plain, floor, official); plain is required",
     )
     parser.add_argument("--uploads", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--many", type=int, default=8, help="MiB each of 100 saves at once (0: skip)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
@@ -463,4 +542,11 @@ if __name__ == "__main__":
         clients = args.clients.split(",")
         if "plain" not in clients or not set(clients) <= set(DOWNLOADERS):
             parser.error(f"--clients takes plain and any of {', '.join(DOWNLOADERS)}")
-        main([int(s) for s in args.sizes.split(",")], args.rounds, states, clients, args.uploads)
+        main(
+            [int(s) for s in args.sizes.split(",") if s],
+            args.rounds,
+            states,
+            clients,
+            args.uploads,
+            args.many,
+        )

@@ -9,8 +9,9 @@ hands the batch to a small pool of writer threads shared by every download
 :data:`WRITE_MOST`. The download waits for its batch's write: meanwhile the loop goes
 on reading the socket into aiohttp's buffer (the download's read-ahead), so the network
 and the disk still overlap, and memory stays at one batch and the read-ahead, however
-big the file. Downloads running at once share :data:`BUDGET` for their batches (and
-read-ahead, :func:`share`): 100 saves hold about 32 MiB of batches, not 100 full ones.
+big the file. Saves running at once share :data:`BUDGET` for their batches and
+read-ahead (:func:`batch_size`, :func:`read_ahead`): 100 saves hold about 40 MiB,
+not 100 full batches.
 
 The pool is the library's own, not the loop's default executor: aiohttp resolves host
 names in that one, so a slow disk cannot hold up new connections; and a write's end
@@ -47,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["BATCH", "BUDGET", "WRITERS", "FileSink", "in_writer", "share"]
+__all__ = ["BATCH", "BUDGET", "WRITERS", "FileSink", "batch_size", "in_writer", "read_ahead"]
 
 T = TypeVar("T")
 
@@ -57,8 +58,11 @@ T = TypeVar("T")
 BATCH = 4 * 1024 * 1024
 #: the least, however many downloads share the budget
 MIN_BATCH = 256 * 1024
-#: what the batches of all downloads running at once hold together (MIN_BATCH each at
-#: least): one download gets a whole BATCH, 8 get 4 MiB each, 100 get 320 KiB each
+#: the least read-ahead (aiohttp's default)
+MIN_READ_AHEAD = 64 * 1024
+#: about what the batches and read-ahead of all saves running at once hold together:
+#: each open save's share is half batch, half read-ahead (which aiohttp holds twice);
+#: one save gets a whole BATCH, 8 get 2 MiB batches, 100 the least of each
 BUDGET = 32 * 1024 * 1024
 #: the most one write system call takes: a download's chunks as the socket delivered
 #: them (aiohttp's are up to 256 KiB), not its whole batch (see the module docstring)
@@ -86,9 +90,14 @@ _open = 0  # sinks open in this process, sharing BUDGET
 _open_lock = threading.Lock()  # event loops may run in several threads
 
 
-def share(most: int) -> int:
-    """An open download's share of :data:`BUDGET`: at least MIN_BATCH, at most ``most``."""
-    return max(MIN_BATCH, min(most, BUDGET // max(1, _open)))
+def batch_size() -> int:
+    """The batch of an open save: half its share of :data:`BUDGET`, within bounds."""
+    return max(MIN_BATCH, min(BATCH, BUDGET // max(1, _open) // 2))
+
+
+def read_ahead(most: int) -> int:
+    """How far a save reads its socket ahead: a quarter of its share (held twice)."""
+    return max(MIN_READ_AHEAD, min(most, BUDGET // max(1, _open) // 4))
 
 
 def _count_open(change: int) -> None:
@@ -254,7 +263,7 @@ class FileSink:
 
     async def write(self, chunk: bytes) -> None:
         if not self._batch:  # a new batch: other downloads may have started or ended
-            self._limit = share(BATCH)
+            self._limit = batch_size()
         self._batch.append(chunk)
         self._size += len(chunk)
         self.written += len(chunk)

@@ -30,7 +30,7 @@ import aiofiles
 import aiofiles.os
 import attrs
 
-from ._sink import FileSink, in_writer, share
+from ._sink import FileSink, in_writer, read_ahead
 from ._transport import FormField, HoldsBody
 from .errors import (
     ConnectionLostError,
@@ -70,7 +70,7 @@ MAX_UPLOAD_SIZE = 100 * 1024 * 1024
 #: the default largest file inlined with file_encoding="data-uri"
 DATA_URI_LIMIT = 1024 * 1024
 #: bytes a download reads from its socket ahead of the disk (memory holds up to twice;
-#: saves running at once share a budget, see _sink.share)
+#: saves running at once share a budget, see _sink.read_ahead)
 _READ_AHEAD = 1024 * 1024
 #: reconnections to finish one cut download
 MAX_RESUMES = 5
@@ -407,7 +407,8 @@ class _Download(HoldsBody):
         elif self._received:
             self._restart()  # an encoded body cannot be resumed by range
         try:
-            body = await self._session.open(self._url, headers=headers, buffer=share(_READ_AHEAD))
+            buffer = read_ahead(_READ_AHEAD)
+            body = await self._session.open(self._url, headers=headers, buffer=buffer)
         except TransportError as error:
             await self._resume("unreachable", error)
             return

@@ -188,16 +188,19 @@ async def test_downloads_at_once_share_the_budget(
         real(fd, chunks)
 
     monkeypatch.setattr(_sink, "_write_all", spy)
-    assert _sink.share(_sink.BATCH) == _sink.BATCH  # alone: a whole batch
+    assert _sink.batch_size() == _sink.BATCH  # alone: a whole batch
+    assert _sink.read_ahead(1 << 20) == 1 << 20
     sinks = [await FileSink.create(tmp_path / f"{i}.part") for i in range(16)]
-    each = _sink.BUDGET // 16
-    assert _sink.share(_sink.BATCH) == each
+    each = _sink.BUDGET // 16 // 2
+    assert _sink.batch_size() == each
+    assert _sink.read_ahead(1 << 20) == each // 2
     chunk = b"x" * 65_536
     for _ in range(each // len(chunk)):
         await sinks[0].write(chunk)
     assert sizes == [each]  # the batch went out at its share, not at BATCH
     many = [await FileSink.create(tmp_path / f"m{i}.part") for i in range(200)]
-    assert _sink.share(_sink.BATCH) == _sink.MIN_BATCH  # never below the floor
+    assert _sink.batch_size() == _sink.MIN_BATCH  # never below the floor
+    assert _sink.read_ahead(1 << 20) == _sink.MIN_READ_AHEAD
     for sink in many:
         await sink.discard()
     for sink in sinks[1:]:
@@ -243,3 +246,38 @@ print(without, churn())
     without, hinted = map(int, out.stdout.split())
     assert without > 10_000  # 50 batches of 1,024 pages each
     assert hinted < 100
+
+
+def test_a_batch_is_written_in_pieces_of_at_most_write_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int]] = []  # (buffers, bytes) per system call
+    real_write, real_writev = os.write, os.writev
+
+    def write(fd: int, data: memoryview) -> int:
+        calls.append((1, len(data)))
+        return real_write(fd, data)
+
+    def writev(fd: int, views: list[memoryview]) -> int:
+        calls.append((len(views), sum(map(len, views))))
+        # Take less than offered now and then, as POSIX allows: the rest must follow.
+        if len(views) > 2:
+            return real_writev(fd, views[: len(views) // 2])
+        return real_writev(fd, views)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "writev", writev)
+    # Tiny chunks (gathered), one bigger than a piece (split), odd sizes between.
+    chunks = [bytes([i % 256]) for i in range(3000)]
+    chunks += [b"A" * (1024 * 1024 + 7), b"B" * 100_000, b"C" * 300_000]
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        _sink._write_all(fd, chunks)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(chunks)
+    assert all(size <= _sink.WRITE_MOST for _, size in calls)
+    assert all(buffers <= 1024 for buffers, _ in calls)
+    # Not one call per tiny chunk: they went together.
+    assert len(calls) < 40
