@@ -10,8 +10,8 @@ hands the batch to a small pool of writer threads shared by every download
 on reading the socket into aiohttp's buffer (the download's read-ahead), so the network
 and the disk still overlap, and memory stays at one batch and the read-ahead, however
 big the file. Saves running at once share :data:`BUDGET` for their batches and
-read-ahead (:func:`batch_size`, :func:`read_ahead`): 100 saves hold about 40 MiB,
-not 100 full batches.
+read-ahead (:func:`batch_size`, :func:`read_ahead`): 100 saves at once grew the
+process by 84 MB in all, not by 100 full batches (162 MB before the budget).
 
 The pool is the library's own, not the loop's default executor: aiohttp resolves host
 names in that one, so a slow disk cannot hold up new connections; and a write's end
