@@ -3,7 +3,7 @@
 A download arrives as many chunks of 16-256 KiB. Handing each one to a thread (what an
 aiofiles loop does) costs a wake-up of a thread and of the loop per chunk; writing on
 the loop thread blocks every other task for as long as the disk takes. :class:`FileSink`
-gathers chunks (without copying them) into a batch of up to :data:`BATCH` bytes and
+gathers chunks (without copying them) into a batch of about :data:`BATCH` bytes and
 hands the batch to a small pool of writer threads shared by every download
 (:data:`WRITERS` at most), however many run; the thread writes it in pieces of
 :data:`WRITE_MOST`. The download waits for its batch's write: meanwhile the loop goes
@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -52,7 +53,8 @@ __all__ = ["BATCH", "BUDGET", "WRITERS", "FileSink", "batch_size", "in_writer", 
 
 T = TypeVar("T")
 
-#: the most bytes a download gathers before one write (measured on one core at 1 GiB:
+#: the bytes a download gathers before one hand-off to a writer thread (the last chunk
+#: may go past it; written in pieces of WRITE_MOST). Measured on one core at 1 GiB:
 #: 1 MiB batches ran at 105% of a plain write loop, 2 MiB at 118%, 4 MiB at 120%,
 #: 8 MiB at 117%; 256 KiB lost a fifth of the throughput in hand-offs to the thread)
 BATCH = 4 * 1024 * 1024
@@ -60,12 +62,14 @@ BATCH = 4 * 1024 * 1024
 MIN_BATCH = 256 * 1024
 #: the least read-ahead (aiohttp's default)
 MIN_READ_AHEAD = 64 * 1024
-#: about what the batches and read-ahead of all saves running at once hold together:
-#: each open save's share is half batch, half read-ahead (which aiohttp holds twice);
-#: one save gets a whole BATCH, 8 get 2 MiB batches, 100 the least of each
+#: what the batches and read-ahead of all saves running at once hold together, past
+#: which each save keeps its floors (MIN_BATCH, MIN_READ_AHEAD): each open save's share
+#: is half batch, half read-ahead (which aiohttp holds twice). One save gets a whole
+#: BATCH, 8 get 2 MiB batches, 100 get 256 KiB batches and 82 KiB of read-ahead (about
+#: 41 MiB in all: the floors), from 128 on, 64 KiB of read-ahead
 BUDGET = 32 * 1024 * 1024
-#: the most one write system call takes: a download's chunks as the socket delivered
-#: them (aiohttp's are up to 256 KiB), not its whole batch (see the module docstring)
+#: the most one write system call takes (about the size of aiohttp's chunks, which are
+#: grouped or split to it), not a whole batch: see the module docstring
 WRITE_MOST = 256 * 1024
 #: most buffers one writev takes (POSIX guarantees at least 16; Linux takes 1024)
 _IOV_MAX = 1024
@@ -87,7 +91,9 @@ _HEAP_HINT = 2 * BATCH
 _heap_hinted = False
 
 _open = 0  # sinks open in this process, sharing BUDGET
-_open_lock = threading.Lock()  # event loops may run in several threads
+# Event loops may run in several threads; reentrant because FileSink.__del__ takes it,
+# and a collection can run anywhere.
+_open_lock = threading.RLock()
 
 
 def batch_size() -> int:
@@ -96,7 +102,11 @@ def batch_size() -> int:
 
 
 def read_ahead(most: int) -> int:
-    """How far a save reads its socket ahead: a quarter of its share (held twice)."""
+    """How far a download reads its socket ahead: a quarter of a save's share.
+
+    aiohttp holds up to twice it. Plain iteration (``chunks()``) is not counted among
+    the saves but takes the same share: with many saves running, it reads ahead less.
+    """
     return max(MIN_READ_AHEAD, min(most, BUDGET // max(1, _open) // 4))
 
 
@@ -106,8 +116,18 @@ def _count_open(change: int) -> None:
         _open += change
 
 
+def _forked() -> None:
+    # A forked child has none of its parent's sinks (nor a lock another thread held).
+    global _open, _open_lock
+    _open, _open_lock = 0, threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 def _steady_heap() -> None:
-    """Free one block of two batches' size, once a process, before the first download.
+    """Free one block of two batches' size, once a process, before the first save.
 
     glibc's malloc gives the free top of its heap back to the kernel whenever it grows
     past a threshold, which it sets by itself at twice the largest block the program has
@@ -176,8 +196,8 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
     """Write every byte of ``chunks`` at the file's offset, in writes of WRITE_MOST.
 
     One batch, several system calls (in a worker thread): small chunks are gathered
-    into one ``writev``, big ones split, so each call takes WRITE_MOST bytes (see the
-    module's docstring for why not the whole batch at once).
+    into one ``writev``, big ones split, so each call takes at most WRITE_MOST bytes
+    and _IOV_MAX buffers (see the module's docstring for why not the whole batch).
     """
     group: list[memoryview] = []
     size = 0
@@ -200,6 +220,8 @@ def _write_group(fd: int, views: list[memoryview]) -> None:
         views = [memoryview(b"".join(views))]
     while views:
         written = os.write(fd, views[0]) if len(views) == 1 else os.writev(fd, views)
+        if written <= 0:  # nothing taken and no error: trying again would spin forever
+            raise OSError(errno.EIO, "the file took none of a write")
         # A regular file takes all of it, but POSIX allows less: carry on from there.
         while views and written >= len(views[0]):
             written -= len(views[0])
@@ -240,12 +262,14 @@ class FileSink:
         self._fd = fd
         self._batch: list[bytes] = []
         self._size = 0
-        _count_open(1)
-        self._counted = True
         self._limit = BATCH  # this batch's size: the share when it started
         self._in_flight: asyncio.Future[None] | None = None
         #: bytes handed to ``write`` since the file was created (or restarted)
         self.written = 0
+        # Counted last, so that whatever stops __init__ cannot leave a share taken.
+        self._counted = False
+        _count_open(1)
+        self._counted = True
 
     @classmethod
     async def create(cls, path: Path) -> FileSink:
