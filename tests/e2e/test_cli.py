@@ -174,27 +174,11 @@ async def test_a_failing_model_exits_1_with_one_line(emulator: Emulator) -> None
 async def test_a_bad_token_exits_3_and_the_token_is_never_printed(emulator: Emulator) -> None:
     secret = "r8_this-is-not-a-valid-token-123456"
     for extra in ([], ["--debug"]):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "replicate_async",
-            "--base-url",
-            emulator.url,
-            "--token",
-            secret,
-            *extra,
-            "run",
-            "emulator/echo",
-            "-i",
-            "text=x",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=ROOT,
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 3
-        assert secret not in out.decode() + err.decode()
-        assert "401" in err.decode() or "authentic" in err.decode().lower()
+        options = ["--base-url", emulator.url, "--token", secret, *extra]
+        code, out, err = await cli(None, *options, "run", "emulator/echo", "-i", "text=x")
+        assert code == 3
+        assert secret not in out + err
+        assert "401" in err or "authentic" in err.lower()
 
 
 async def test_an_unknown_model_is_an_api_error(emulator: Emulator) -> None:
@@ -452,13 +436,7 @@ async def test_the_emulator_option_and_command(tmp_path: Path) -> None:
     code, out, _ = await cli(None, "--emulator", "run", "emulator/echo", "-i", "text=local")
     assert (code, out) == (0, "local\n")
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "replicate_async",
-        "emulator",
-        "--port",
-        "0",
-        "--json",
+        *argv(None, "emulator", "--port", "0", "--json"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
