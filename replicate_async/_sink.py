@@ -32,7 +32,7 @@ Measured (benchmarks/files.py, one core for the client):
   host must provide again, page by page: 4 MiB writes ran at 320 MB/s there, 64-256 KiB
   ones at 600-1,200 MB/s (with memory backed, every size from 64 KiB up took 4-6 GB/s).
   In 256 KiB pieces a batch costs a few more system calls and nothing else.
-- The first download tells the C allocator what size of blocks the process works with
+- The first save tells the C allocator what size of blocks the process works with
   (:func:`_steady_heap`): without it, every batch the writer handed back was returned
   to the kernel and faulted in again for the next one.
 """
@@ -56,7 +56,7 @@ T = TypeVar("T")
 #: the bytes a download gathers before one hand-off to a writer thread (the last chunk
 #: may go past it; written in pieces of WRITE_MOST). Measured on one core at 1 GiB:
 #: 1 MiB batches ran at 105% of a plain write loop, 2 MiB at 118%, 4 MiB at 120%,
-#: 8 MiB at 117%; 256 KiB lost a fifth of the throughput in hand-offs to the thread)
+#: 8 MiB at 117%; 256 KiB lost a fifth of the throughput in hand-offs to the thread.
 BATCH = 4 * 1024 * 1024
 #: the least, however many downloads share the budget
 MIN_BATCH = 256 * 1024
@@ -96,9 +96,14 @@ _open = 0  # sinks open in this process, sharing BUDGET
 _open_lock = threading.RLock()
 
 
+def _share() -> int:
+    """An open save's share of :data:`BUDGET`."""
+    return BUDGET // max(1, _open)
+
+
 def batch_size() -> int:
-    """The batch of an open save: half its share of :data:`BUDGET`, within bounds."""
-    return max(MIN_BATCH, min(BATCH, BUDGET // max(1, _open) // 2))
+    """The batch of an open save: half its share, within bounds."""
+    return max(MIN_BATCH, min(BATCH, _share() // 2))
 
 
 def read_ahead(most: int) -> int:
@@ -107,7 +112,7 @@ def read_ahead(most: int) -> int:
     aiohttp holds up to twice it. Plain iteration (``chunks()``) is not counted among
     the saves but takes the same share: with many saves running, it reads ahead less.
     """
-    return max(MIN_READ_AHEAD, min(most, BUDGET // max(1, _open) // 4))
+    return max(MIN_READ_AHEAD, min(most, _share() // 4))
 
 
 def _count_open(change: int) -> None:
