@@ -148,6 +148,17 @@ async def _floor_url(session: Any, url: str, token: str, size: int) -> str:
         return file_url
 
 
+async def _plain_save(session: Any, file_url: str, path: Path) -> int:
+    """The floor: aiohttp's chunks written with blocking writes, on the loop thread."""
+    written = 0
+    async with session.get(file_url) as resp:
+        with path.open("wb") as out:
+            async for chunk in resp.content.iter_any():
+                out.write(chunk)
+                written += len(chunk)
+    return written
+
+
 async def download_plain(url: str, token: str, size: int, target: Path) -> None:
     import aiohttp
 
@@ -155,13 +166,8 @@ async def download_plain(url: str, token: str, size: int, target: Path) -> None:
         file_url = await _floor_url(session, url, token, size)
         base = _ready()
         started = time.perf_counter()
-        written = 0
         with _Stalls() as stalls:
-            async with session.get(file_url) as resp:
-                with target.open("wb") as out:  # blocking writes, on the loop thread
-                    async for chunk in resp.content.iter_any():
-                        out.write(chunk)
-                        written += len(chunk)
+            written = await _plain_save(session, file_url, target)
         _report(started, base, written, stalls)
 
 
@@ -226,15 +232,6 @@ async def many_ours(url: str, token: str, size: int, target: Path) -> None:
 async def many_plain(url: str, token: str, size: int, target: Path) -> None:
     import aiohttp
 
-    async def one(session: aiohttp.ClientSession, file_url: str, path: Path) -> int:
-        written = 0
-        async with session.get(file_url) as resp:
-            with path.open("wb") as out:  # blocking writes, on the loop thread
-                async for chunk in resp.content.iter_any():
-                    out.write(chunk)
-                    written += len(chunk)
-        return written
-
     headers = {"Authorization": f"Bearer {token}", "Prefer": "wait"}
     body = {"input": {"size_bytes": size, "num_outputs": MANY}}
     connector = aiohttp.TCPConnector(limit=MANY)
@@ -247,7 +244,7 @@ async def many_plain(url: str, token: str, size: int, target: Path) -> None:
         started = time.perf_counter()
         with _Stalls() as stalls:
             sizes = await asyncio.gather(
-                *(one(session, u, target.with_suffix(f".{i}")) for i, u in enumerate(urls))
+                *(_plain_save(session, u, target.with_suffix(f".{i}")) for i, u in enumerate(urls))
             )
         _report(started, base, sum(sizes), stalls)
 
